@@ -1,0 +1,109 @@
+"""The `okapp` command: database, processes, the demo and diagnostics."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from okapp.config import PROJECT_ROOT, Config, ConfigError
+
+
+def _runtime():
+    from okapp.runtime import Runtime, set_current
+
+    try:
+        runtime = Runtime.from_env()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    set_current(runtime)
+    return runtime
+
+
+@click.group()
+def main():
+    """okapp: review-request email sequences for Shopify shops."""
+
+
+@main.group()
+def db():
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision):
+    """Apply the Alembic migrations to DATABASE_URL."""
+    from okapp import migrate
+
+    runtime = _runtime()
+    migrate.upgrade(runtime.engine, revision)
+    click.echo(f"database at {runtime.engine.url.render_as_string()} is at {revision}")
+
+
+@db.command("check")
+def db_check():
+    """Fail when the models and the migrated schema differ."""
+    from okapp import migrate
+
+    diff = migrate.drift(_runtime().engine)
+    if diff:
+        for item in diff:
+            click.echo(repr(item), err=True)
+        raise click.ClickException("models and migrations differ; write a migration")
+    click.echo("no drift")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+def web(host, port, workers):
+    """Serve the app with gunicorn."""
+    _runtime()  # fail early with a clear message on a bad configuration
+    os.chdir(PROJECT_ROOT)
+    args = [sys.executable, "-m", "gunicorn", "app:app", "--bind", f"{host}:{port}",
+            "--workers", str(workers), "--threads", "4", "--access-logfile", "-"]
+    os.execv(sys.executable, args)
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+@click.argument("queue_names", nargs=-1)
+def worker(burst, queue_names):
+    """Run an RQ worker on the webhooks, sends and default queues."""
+    from okapp.jobs.worker import run_worker
+
+    runtime = _runtime()
+    run_worker(runtime, list(queue_names) or None, burst=burst)
+
+
+@main.command()
+@click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(0.1, 3600))
+@click.option("--once", is_flag=True, help="Run a single tick and exit.")
+def scheduler(interval, once):
+    """Run the scheduler loop: one tick(now) every INTERVAL seconds. Safe to run twice."""
+    from okapp.jobs.scheduler import run_forever, run_once
+
+    runtime = _runtime()
+    if once:
+        click.echo(run_once(runtime))
+        return
+    run_forever(runtime, interval)
+
+
+@main.command()
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--host", default="127.0.0.1", show_default=True)
+def demo(port, host):
+    """Start web, worker and scheduler on embedded defaults with a seeded demo shop."""
+    from okapp.demo import run_demo
+
+    if Config.from_env().is_production:
+        raise click.ClickException("the demo does not run with OKAPP_ENV=production")
+    run_demo(host=host, port=port)
+
+
+if __name__ == "__main__":
+    main()
