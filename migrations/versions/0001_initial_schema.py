@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-04 15:24:19.019331
+Create Date: 2026-12-04 15:27:27.682310
 """
 from alembic import op
 import sqlalchemy as sa
