@@ -1,0 +1,1 @@
+"""Email: rendering MJML templates, delivery (SMTP or outbox), tracking and suppression."""

@@ -1,0 +1,54 @@
+"""Addresses and domains a shop must never email (unsubscribe, bounce, complaint, blocklist)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from okapp.models import Suppression
+
+REASONS = ("unsubscribe", "bounce", "complaint", "blocklist")
+
+
+def normalize(address: str) -> str:
+    return address.strip().lower()
+
+
+def domain_entry(address: str) -> str:
+    """`jane@example.com` -> `*@example.com`, the form a whole-domain block is stored in."""
+    return "*@" + normalize(address).rpartition("@")[2]
+
+
+def suppression_reason(session: Session, shop_id: int, address: str) -> str | None:
+    """Why this address must not be emailed by this shop, or None when it may be."""
+    address = normalize(address)
+    if not address or "@" not in address:
+        return "invalid_address"
+    row = session.execute(
+        select(Suppression.address, Suppression.reason).where(
+            Suppression.shop_id == shop_id,
+            Suppression.address.in_([address, domain_entry(address)]),
+        )
+    ).first()
+    return row.reason if row else None
+
+
+def is_suppressed(session: Session, shop_id: int, address: str) -> bool:
+    return suppression_reason(session, shop_id, address) is not None
+
+
+def suppress(session: Session, shop_id: int, address: str, reason: str, now: datetime) -> bool:
+    """Suppress an address (or `*@domain`). Returns False when it already was."""
+    if reason not in REASONS:
+        raise ValueError(f"reason must be one of {', '.join(REASONS)}")
+    address = normalize(address)
+    exists = session.scalar(
+        select(Suppression.id).where(Suppression.shop_id == shop_id, Suppression.address == address)
+    )
+    if exists:
+        return False
+    session.add(Suppression(shop_id=shop_id, address=address, reason=reason, created_at=now))
+    session.flush()
+    return True

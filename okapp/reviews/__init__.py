@@ -1,0 +1,1 @@
+"""Customer reviews: the review page's signed links, submissions, uploads and moderation."""
