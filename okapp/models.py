@@ -181,6 +181,9 @@ class Order(Base):
     # and once every parcel has arrived (the last delivery).
     fulfilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set by the engine when a review request for this order is first queued, by any sequence:
+    # the "never asked twice" rule survives a sequence being deleted.
+    review_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     synced_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     line_items: Mapped[list[LineItem]] = relationship(
@@ -336,6 +339,8 @@ class Enrollment(Base):
     lookback: Mapped[bool] = mapped_column(Boolean, default=False)
     recruited_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # When the enrollment reached its current block: a WAIT after an email counts from here.
+    entered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     order: Mapped[Order] = relationship()
     sequence: Mapped[Sequence] = relationship()
@@ -381,6 +386,9 @@ class Message(Base):
         Index("ix_messages_shop_recipient_sent", "shop_id", "recipient", "sent_at"),
         Index("ix_messages_block_state", "block_id", "state"),
         Index("ix_messages_state_claimed", "state", "claimed_at"),
+        # The scheduler re-enqueues queued messages whose job vanished; only queued rows indexed.
+        Index("ix_messages_queued", "queued_at", postgresql_where=text("state = 'queued'"),
+              sqlite_where=text("state = 'queued'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -407,6 +415,22 @@ class Message(Base):
     first_clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     enrollment: Mapped[Enrollment] = relationship()
+
+
+class BlockCounter(Base):
+    """Running totals per block (waiting, sent, skipped:<reason> ...), kept in the same
+    transactions as the transitions they count, so statistics pages never count big tables."""
+
+    __tablename__ = "block_counters"
+    __table_args__ = (UniqueConstraint("block_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sequence_id: Mapped[int] = mapped_column(
+        ForeignKey("sequences.id", ondelete="CASCADE"), index=True
+    )
+    block_id: Mapped[int] = mapped_column(ForeignKey("blocks.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(80))
+    value: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Review(Base):
@@ -491,7 +515,7 @@ class WebhookEvent(Base):
 
 
 __all__ = [
-    "Base", "Block", "BlockKind", "EmailKind", "EmailTemplate", "Enrollment", "EnrollmentState",
+    "Base", "Block", "BlockCounter", "BlockKind", "EmailKind", "EmailTemplate", "Enrollment", "EnrollmentState",
     "Fulfillment", "JourneyStep", "LineItem", "Message", "MessageState", "Order", "Product",
     "RecruitSkip", "Review", "ReviewMedia", "ReviewStatus", "Sequence", "SequenceStatus", "Shop",
     "SHOP_SETTING_DEFAULTS", "Suppression", "WebhookEvent",

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-04 15:27:27.682310
+Create Date: 2026-12-04 15:32:28.983724
 """
 from alembic import op
 import sqlalchemy as sa
@@ -100,6 +100,7 @@ def upgrade() -> None:
     sa.Column('shopify_updated_at', okapp.db.UTCDateTime(), nullable=True),
     sa.Column('fulfilled_at', okapp.db.UTCDateTime(), nullable=True),
     sa.Column('delivered_at', okapp.db.UTCDateTime(), nullable=True),
+    sa.Column('review_requested_at', okapp.db.UTCDateTime(), nullable=True),
     sa.Column('synced_at', okapp.db.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['shop_id'], ['shops.id'], name=op.f('fk_orders_shop_id_shops'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_orders')),
@@ -257,6 +258,20 @@ def upgrade() -> None:
         batch_op.create_index('ix_reviews_shop_email', ['shop_id', 'email'], unique=False)
         batch_op.create_index('ix_reviews_shop_status', ['shop_id', 'status'], unique=False)
 
+    op.create_table('block_counters',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('sequence_id', sa.Integer(), nullable=False),
+    sa.Column('block_id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=80), nullable=False),
+    sa.Column('value', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['block_id'], ['blocks.id'], name=op.f('fk_block_counters_block_id_blocks'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['sequence_id'], ['sequences.id'], name=op.f('fk_block_counters_sequence_id_sequences'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_block_counters')),
+    sa.UniqueConstraint('block_id', 'name', name=op.f('uq_block_counters_block_id_name'))
+    )
+    with op.batch_alter_table('block_counters', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_block_counters_sequence_id'), ['sequence_id'], unique=False)
+
     op.create_table('enrollments',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('shop_id', sa.Integer(), nullable=False),
@@ -270,6 +285,7 @@ def upgrade() -> None:
     sa.Column('lookback', sa.Boolean(), nullable=False),
     sa.Column('recruited_at', okapp.db.UTCDateTime(), nullable=False),
     sa.Column('updated_at', okapp.db.UTCDateTime(), nullable=False),
+    sa.Column('entered_at', okapp.db.UTCDateTime(), nullable=True),
     sa.CheckConstraint("state IN ('waiting', 'done', 'exited')", name=op.f('ck_enrollments_state_valid')),
     sa.ForeignKeyConstraint(['block_id'], ['blocks.id'], name=op.f('fk_enrollments_block_id_blocks'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['order_id'], ['orders.id'], name=op.f('fk_enrollments_order_id_orders'), ondelete='CASCADE'),
@@ -347,6 +363,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.create_index('ix_messages_block_state', ['block_id', 'state'], unique=False)
+        batch_op.create_index('ix_messages_queued', ['queued_at'], unique=False, postgresql_where=sa.text("state = 'queued'"), sqlite_where=sa.text("state = 'queued'"))
         batch_op.create_index(batch_op.f('ix_messages_shop_id'), ['shop_id'], unique=False)
         batch_op.create_index('ix_messages_shop_recipient_sent', ['shop_id', 'recipient', 'sent_at'], unique=False)
         batch_op.create_index('ix_messages_state_claimed', ['state', 'claimed_at'], unique=False)
@@ -360,6 +377,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_messages_state_claimed')
         batch_op.drop_index('ix_messages_shop_recipient_sent')
         batch_op.drop_index(batch_op.f('ix_messages_shop_id'))
+        batch_op.drop_index('ix_messages_queued', postgresql_where=sa.text("state = 'queued'"), sqlite_where=sa.text("state = 'queued'"))
         batch_op.drop_index('ix_messages_block_state')
 
     op.drop_table('messages')
@@ -379,6 +397,10 @@ def downgrade() -> None:
         batch_op.drop_index('ix_enrollments_block_state')
 
     op.drop_table('enrollments')
+    with op.batch_alter_table('block_counters', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_block_counters_sequence_id'))
+
+    op.drop_table('block_counters')
     with op.batch_alter_table('reviews', schema=None) as batch_op:
         batch_op.drop_index('ix_reviews_shop_status')
         batch_op.drop_index('ix_reviews_shop_email')
