@@ -43,12 +43,16 @@ def _vary_on_htmx(response):
 
 
 def init_app(app: Flask) -> None:
-    from okapp.views import auth, health, sequences
+    from okapp.views import auth, formatting, health, nav, orders, sequences
 
     app.teardown_appcontext(_close_db)
     app.after_request(_vary_on_htmx)
+    app.context_processor(nav.inject_nav)
+    app.jinja_env.filters.update(formatting.FILTERS)
+    app.jinja_env.globals.update(formatting.GLOBALS)
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     if not app.config["OKAPP"].is_production:
         app.register_blueprint(auth.dev_bp)
     app.register_blueprint(sequences.bp)
+    app.register_blueprint(orders.bp)

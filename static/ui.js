@@ -1,0 +1,88 @@
+// okapp's small UI glue: the one modal (focus in and out, Escape), toasts, embedded detection.
+// Everything else is htmx attributes in the templates.
+(function () {
+  "use strict";
+
+  // Inside the Shopify admin the sidebar carries navigation, so the in-page bar hides.
+  if (window.top !== window.self) document.documentElement.classList.add("embedded");
+
+  let returnFocusId = null;
+  let returnFocusEl = null;
+
+  function modal() { return document.getElementById("modal"); }
+
+  function focusInto() {
+    // First what needs fixing, then what the template asked for, then the first field or button.
+    const content = document.getElementById("modal-content");
+    const target = content.querySelector("[aria-invalid=true]") ||
+      content.querySelector("[autofocus]") ||
+      content.querySelector(".modal-body input:not([type=hidden]):not([disabled]), .modal-body select, .modal-body textarea") ||
+      content.querySelector(".modal-footer .btn-primary, .modal-footer .btn, .modal-close");
+    if (target) target.focus();
+  }
+
+  function openModal() {
+    const dialog = modal();
+    if (!dialog.open) {
+      const active = document.activeElement;
+      returnFocusEl = active && active !== document.body ? active : null;
+      returnFocusId = returnFocusEl && returnFocusEl.id ? returnFocusEl.id : null;
+      dialog.showModal();
+    }
+    focusInto();
+  }
+
+  function closeModal() {
+    const dialog = modal();
+    if (dialog && dialog.open) dialog.close();
+  }
+
+  function restoreFocus() {
+    // The element that opened the modal may have been re-rendered by the save: find it by id.
+    let el = returnFocusEl && returnFocusEl.isConnected ? returnFocusEl : null;
+    if (!el && returnFocusId) el = document.getElementById(returnFocusId);
+    if (!el) el = document.getElementById("main");
+    if (el) el.focus();
+    returnFocusEl = null;
+    returnFocusId = null;
+  }
+
+  function showToast(message) {
+    if (!message) return;
+    if (window.shopify && window.shopify.toast) { window.shopify.toast.show(message); return; }
+    const toast = document.getElementById("toast");
+    toast.textContent = message;
+    toast.classList.add("show");
+    clearTimeout(showToast.timer);
+    showToast.timer = setTimeout(function () { toast.classList.remove("show"); }, 3000);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    const dialog = modal();
+    if (!dialog) return;
+    dialog.addEventListener("close", function () {
+      document.getElementById("modal-content").innerHTML = "";
+      restoreFocus();
+    });
+    // A click on the backdrop (the dialog element itself, outside its content) closes it.
+    dialog.addEventListener("click", function (event) {
+      if (event.target === dialog) closeModal();
+    });
+  });
+
+  document.addEventListener("click", function (event) {
+    if (event.target.closest("[data-modal-close]")) { event.preventDefault(); closeModal(); }
+  });
+
+  document.addEventListener("htmx:afterSettle", function (event) {
+    const target = event.detail.target;
+    if (target && target.id === "modal-content" && target.children.length) openModal();
+  });
+
+  // The server says what happened with HX-Trigger headers: {"modal:close": true, "toast": "Saved"}.
+  // (This script is deferred, so the body exists.)
+  document.body.addEventListener("modal:close", closeModal);
+  document.body.addEventListener("toast", function (event) { showToast(event.detail.value); });
+
+  window.okapp = { openModal: openModal, closeModal: closeModal, showToast: showToast };
+})();
