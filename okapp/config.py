@@ -43,6 +43,10 @@ class Config:
     dkim_private_key_path: str = ""
     dkim_selector: str = ""
     dkim_domain: str = ""
+    # Review uploads (okapp.reviews.media): per-file caps and the decoded-photo pixel cap.
+    review_max_photo_mb: int = 20
+    review_max_video_mb: int = 200
+    review_max_megapixels: int = 50
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -68,6 +72,9 @@ class Config:
             dkim_private_key_path=_env("DKIM_PRIVATE_KEY_PATH"),
             dkim_selector=_env("DKIM_SELECTOR"),
             dkim_domain=_env("DKIM_DOMAIN"),
+            review_max_photo_mb=int(_env("REVIEW_MAX_PHOTO_MB", "20")),
+            review_max_video_mb=int(_env("REVIEW_MAX_VIDEO_MB", "200")),
+            review_max_megapixels=int(_env("REVIEW_MAX_MEGAPIXELS", "50")),
         )
         if not config.database_url:
             config.database_url = f"sqlite:///{instance / 'okapp.db'}"

@@ -47,6 +47,12 @@ class MediaLimits:
     max_edge: int = 2560  # stored photos are scaled down to this longest side
     max_files_per_review: int = 6
 
+    @classmethod
+    def from_config(cls, config) -> MediaLimits:
+        return cls(max_photo_bytes=config.review_max_photo_mb * MB,
+                   max_video_bytes=config.review_max_video_mb * MB,
+                   max_pixels=config.review_max_megapixels * 1_000_000)
+
 
 @dataclass(frozen=True)
 class Sniffed:
