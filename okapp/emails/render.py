@@ -1,0 +1,301 @@
+"""Turning an EmailTemplate and an order into a finished email: HTML (MJML), text and headers.
+
+Two layers, so merchant text can never become code:
+1. merchant fields (subject, heading, body, ...) are sandboxed Jinja rendered to *plain text*
+   (okapp.emails.sandbox);
+2. the MJML layout in templates/emails/<kind>.mjml is ordinary Jinja with autoescaping, which
+   escapes that text like any other value, and MJML then compiles it to email-safe HTML.
+
+`render_message` renders a queued Message for its real order (what the send job calls);
+`render_sample` renders the editor's preview and Send Test from catalogue products.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
+from typing import Any
+
+import mjml
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from okapp.config import PROJECT_ROOT, Config
+from okapp.emails import copy, sandbox
+from okapp.emails.tracking import Links
+from okapp.models import (
+    SHOP_SETTING_DEFAULTS,
+    EmailKind,
+    EmailTemplate,
+    Message,
+    Order,
+    Product,
+    Review,
+    Shop,
+)
+from okapp.reviews.tokens import review_url
+from okapp.sequences.items import products_by_gid, reviewable_items
+
+MAX_HTML_BYTES = 100 * 1024  # Gmail clips messages over ~102 KB
+_HEX_COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}){1,2}$")
+
+_layouts = Environment(
+    loader=FileSystemLoader(str(PROJECT_ROOT / "templates")),
+    autoescape=select_autoescape(enabled_extensions=("mjml", "html")),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+class NothingToReview(Exception):
+    """The order has no reviewable product left (all refunded or excluded since recruitment);
+    the send job records the message as skipped instead of sending an empty email."""
+
+
+@dataclass
+class RenderedEmail:
+    recipient: str
+    subject: str
+    html: str
+    text: str
+    envelope_from: str
+    headers: dict[str, str] = field(default_factory=dict)  # Message-ID, Date, From, ...
+
+    @property
+    def message_id(self) -> str:
+        return self.headers["Message-ID"]
+
+    def to_message(self) -> EmailMessage:
+        """multipart/alternative: text first, HTML last (the part clients prefer)."""
+        msg = EmailMessage()
+        for name, value in self.headers.items():
+            msg[name] = value
+        msg.set_content(self.text)
+        msg.add_alternative(self.html, subtype="html")
+        return msg
+
+    def as_bytes(self) -> bytes:
+        return self.to_message().as_bytes(policy=SMTP)
+
+
+@dataclass
+class ProductBlock:
+    title: str
+    image_url: str
+    review_url: str
+    star_urls: list[tuple[int, str]]  # (rating, url), 1..5
+
+
+def _one_line(value: str) -> str:
+    """Header-safe: no CR/LF (header injection) and no runs of whitespace."""
+    return " ".join((value or "").split())
+
+
+def _color(*candidates: str) -> str:
+    for value in candidates:
+        if value and _HEX_COLOR.match(value.strip()):
+            return value.strip()
+    return SHOP_SETTING_DEFAULTS["brand_color"]
+
+
+def _text_color_on(background: str) -> str:
+    """Black or white, whichever reads better on the brand colour (WCAG relative luminance)."""
+    hex_digits = background.lstrip("#")
+    if len(hex_digits) == 3:
+        hex_digits = "".join(c * 2 for c in hex_digits)
+    channels = [int(hex_digits[i:i + 2], 16) / 255 for i in (0, 2, 4)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return "#000000" if luminance > 0.4 else "#ffffff"
+
+
+def _safe_url(url: str) -> str:
+    url = (url or "").strip()
+    return url if url.startswith(("https://", "http://")) else ""
+
+
+def merchant_fields(template: EmailTemplate | None, kind: str, locale: str) -> dict[str, str]:
+    """The template's fields for this locale, each falling back to the built-in copy."""
+    fields = copy.default_fields(kind, locale)
+    if template is not None:
+        saved = (template.fields or {}).get(locale) or {}
+        for name in copy.FIELD_NAMES:
+            if isinstance(saved.get(name), str) and saved[name].strip():
+                fields[name] = saved[name]
+    return fields
+
+
+@dataclass
+class Content:
+    """Everything the layouts need, already decided: the one context both HTML and text share."""
+
+    kind: str
+    locale: str
+    fields: dict[str, str]  # merchant source, rendered below
+    variables: sandbox.Variables
+    shop: Shop
+    brand_color: str
+    logo_url: str
+    products: list[ProductBlock]
+    button_url: str
+    links: Links
+
+    def context(self) -> dict[str, Any]:
+        rendered = {name: sandbox.render_field(src, self.variables)
+                    for name, src in self.fields.items()}
+        chrome = copy.CHROME[self.locale]
+        shop_name = self.shop.name or self.shop.domain
+        return {
+            "kind": self.kind,
+            "locale": self.locale,
+            "subject": _one_line(rendered["subject"]),
+            "preheader": _one_line(rendered["preheader"]),
+            "heading": rendered["heading"],
+            "paragraphs": [p.strip() for p in re.split(r"\n\s*\n", rendered["body"]) if p.strip()],
+            "button_text": _one_line(rendered["button_text"]),
+            "button_url": self.links.click(self.button_url),
+            "brand_color": self.brand_color,
+            "button_text_color": _text_color_on(self.brand_color),
+            "logo_url": _safe_url(self.logo_url),
+            "shop_name": shop_name,
+            "postal_address": (self.shop.setting("postal_address") or "").strip(),
+            "products": [
+                {"title": p.title, "image_url": _safe_url(p.image_url),
+                 "review_url": self.links.click(p.review_url),
+                 "stars": [{"rating": r, "url": self.links.click(u),
+                            "label": chrome["star_label"].format(rating=r)}
+                           for r, u in p.star_urls]}
+                for p in self.products
+            ],
+            "not_arrived_url": self._not_arrived_url(),
+            "unsubscribe_url": self.links.unsubscribe(),
+            "open_pixel_url": self.links.open_pixel(),
+            "chrome": {**chrome, "why": chrome["why"].format(shop=shop_name)},
+        }
+
+    def _not_arrived_url(self) -> str | None:
+        # Only asked before the customer has had a chance to review: not on the media request.
+        if self.kind == EmailKind.MEDIA_REQUEST.value:
+            return None
+        return self.links.not_arrived()
+
+
+def render_content(content: Content, recipient: str, config: Config, now: datetime,
+                   message_id_header: str | None = None) -> RenderedEmail:
+    ctx = content.context()
+    mjml_source = _layouts.get_template(f"emails/{content.kind}.mjml").render(ctx)
+    html = mjml.mjml2html(mjml_source, disable_comments=False)
+    text = _layouts.get_template("emails/_text.txt").render(ctx)
+    sender_name = _one_line(content.shop.setting("sender_name") or ctx["shop_name"])
+    reply_to = _one_line(content.shop.setting("reply_to") or content.shop.email)
+    headers = {
+        "Message-ID": message_id_header or make_msgid(domain=config.mail_from.rpartition("@")[2]),
+        "Date": format_datetime(now),
+        "From": str(Address(display_name=sender_name, addr_spec=config.mail_from)),
+        "To": recipient,
+        "Subject": ctx["subject"],
+        "List-Unsubscribe": f"<{ctx['unsubscribe_url']}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    if reply_to:
+        headers["Reply-To"] = reply_to
+    return RenderedEmail(recipient=recipient, subject=ctx["subject"], html=html, text=text,
+                         envelope_from=config.mail_from, headers=headers)
+
+
+def _template_for(session: Session, shop_id: int, template_id: int | None) -> EmailTemplate | None:
+    if template_id is None:
+        return None
+    template = session.get(EmailTemplate, template_id)
+    return template if template is not None and template.shop_id == shop_id else None
+
+
+def _product_block(config: Config, shop: Shop, order_id: int | None, product: Product,
+                   image_url: str, title: str) -> ProductBlock:
+    if order_id is None:  # a sample: no order to review, links go nowhere harmful
+        page = f"{config.app_url}/"
+        return ProductBlock(title, image_url, page, [(r, page) for r in range(1, 6)])
+    return ProductBlock(
+        title=title, image_url=image_url,
+        review_url=review_url(config.app_url, config.secret_key, shop.id, order_id, product.id),
+        star_urls=[(r, review_url(config.app_url, config.secret_key, shop.id, order_id,
+                                  product.id, r)) for r in range(1, 6)],
+    )
+
+
+def _order_products(session: Session, shop: Shop, order: Order, kind: str) -> list[tuple]:
+    items = reviewable_items(order, shop, products_by_gid(session, order))
+    if kind == EmailKind.MEDIA_REQUEST.value:
+        # Ask for photos of what they reviewed; fall back to the whole order.
+        reviewed = set(session.scalars(select(Review.product_id).where(
+            Review.order_id == order.id, Review.shop_id == shop.id)))
+        items = [i for i in items if i.product.id in reviewed] or items
+    limit = int(shop.setting("max_products_per_email"))
+    return [(i.product, i.line_item.image_url or i.product.image_url, i.line_item.title
+             or i.product.title) for i in items[:limit]]
+
+
+def render_message(session: Session, message: Message, config: Config,
+                   now: datetime) -> RenderedEmail:
+    """The email of a queued message, for its enrollment's real order. Raises NothingToReview."""
+    enrollment = message.enrollment
+    order = enrollment.order
+    shop = session.get(Shop, message.shop_id)
+    template = _template_for(session, shop.id, message.email_template_id)
+    kind = template.kind if template is not None else message.kind
+    locale = copy.pick_locale(order.customer_locale, shop.locale)
+    products = _order_products(session, shop, order, kind)
+    if not products:
+        raise NothingToReview(f"order {order.name} has no reviewable products")
+    content = Content(
+        kind=kind, locale=locale, fields=merchant_fields(template, kind, locale),
+        variables=sandbox.Variables(order.customer_first_name, order.customer_last_name,
+                                    shop.name or shop.domain, order.name),
+        shop=shop,
+        brand_color=_color(template.brand_color if template else "", shop.setting("brand_color")),
+        logo_url=(template.logo_url if template else "") or shop.setting("logo_url"),
+        products=[_product_block(config, shop, order.id, p, img, title)
+                  for p, img, title in products],
+        button_url=review_url(config.app_url, config.secret_key, shop.id, order.id),
+        links=Links(config.app_url, config.secret_key, shop.id, message.recipient,
+                    message_id=message.id, enrollment_id=enrollment.id),
+    )
+    return render_content(content, message.recipient, config, now, message.message_id_header)
+
+
+def sample_products(session: Session, shop: Shop, count: int) -> list[Product]:
+    """Random active catalogue products with an image first, for previews and test sends."""
+    return list(session.scalars(
+        select(Product).where(Product.shop_id == shop.id, Product.status == "ACTIVE")
+        .order_by((Product.image_url == "").asc(), func.random()).limit(count)
+    ))
+
+
+def render_sample(session: Session, shop: Shop, kind: str, fields: dict[str, str],
+                  config: Config, now: datetime, *, recipient: str, locale: str,
+                  brand_color: str = "", logo_url: str = "",
+                  products: list[Product] | None = None) -> RenderedEmail:
+    """The editor's preview and Send Test: unsaved fields, catalogue products, a sample customer.
+    Links are untracked and point at the app, since there is no order to review."""
+    if products is None:
+        products = sample_products(session, shop, int(shop.setting("max_products_per_email")))
+    merged = copy.default_fields(kind, locale)
+    merged.update({k: v for k, v in fields.items() if k in copy.FIELD_NAMES and v.strip()})
+    content = Content(
+        kind=kind, locale=locale, fields=merged,
+        variables=sandbox.Variables("Jane", "Doe", shop.name or shop.domain, "#1001"),
+        shop=shop,
+        brand_color=_color(brand_color, shop.setting("brand_color")),
+        logo_url=logo_url or shop.setting("logo_url"),
+        products=[_product_block(config, shop, None, p, p.image_url, p.title) for p in products],
+        button_url=f"{config.app_url}/",
+        links=Links(config.app_url, config.secret_key, shop.id, recipient),
+    )
+    return render_content(content, recipient, config, now)

@@ -1,0 +1,222 @@
+"""Delivering a rendered email: SMTP (any provider) or, with no SMTP_URL, the development outbox.
+
+`SMTP_URL` forms:
+  smtp://user:pass@host:587            plain connection, STARTTLS when the server offers it
+  smtp://host:25?starttls=require      refuse to send without STARTTLS
+  smtp://host:25?starttls=off          never upgrade (a local relay or a test sink)
+  smtps://user:pass@host:465           TLS from the first byte
+  ...&timeout=20                       socket timeout in seconds (default 30)
+
+Failures are sorted into the two kinds a send job must tell apart: `TransientDeliveryError` (4xx,
+connection refused or dropped, timeouts: retry later) and `PermanentDeliveryError` (5xx for the
+recipient: do not retry). A worker keeps one SMTP connection open between messages, since
+connecting and the TLS handshake cost more than the message itself.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import dkim
+
+from okapp.config import Config
+from okapp.emails.render import RenderedEmail
+
+DKIM_HEADERS = (b"from", b"to", b"subject", b"date", b"message-id", b"reply-to",
+                b"list-unsubscribe", b"list-unsubscribe-post", b"mime-version", b"content-type")
+
+
+class DeliveryError(Exception):
+    """Base class: the email did not go out."""
+
+
+class TransientDeliveryError(DeliveryError):
+    """Try again later: the server or the network said "not now"."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Do not try again: the server refused this message or recipient for good."""
+
+
+class TransportConfigError(ValueError):
+    """SMTP_URL or the DKIM settings cannot be used."""
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    implicit_tls: bool
+    starttls: str  # "auto" | "require" | "off"
+    username: str
+    password: str
+    timeout: float
+
+    @classmethod
+    def parse(cls, url: str) -> SmtpSettings:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps"):
+            raise TransportConfigError("SMTP_URL must start with smtp:// or smtps://")
+        if not parts.hostname:
+            raise TransportConfigError("SMTP_URL has no host")
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        starttls = query.get("starttls", "auto")
+        if starttls not in ("auto", "require", "off"):
+            raise TransportConfigError("SMTP_URL starttls= must be auto, require or off")
+        try:
+            timeout = float(query.get("timeout", "30"))
+        except ValueError as exc:
+            raise TransportConfigError("SMTP_URL timeout= must be a number of seconds") from exc
+        implicit = parts.scheme == "smtps"
+        return cls(
+            host=parts.hostname, port=parts.port or (465 if implicit else 587),
+            implicit_tls=implicit, starttls="off" if implicit else starttls,
+            username=unquote(parts.username or ""), password=unquote(parts.password or ""),
+            timeout=timeout,
+        )
+
+
+class SmtpConnection:
+    """One open SMTP session, reopened when the server dropped it."""
+
+    def __init__(self, settings: SmtpSettings):
+        self.settings = settings
+        self._smtp: smtplib.SMTP | None = None
+
+    def _open(self) -> smtplib.SMTP:
+        s = self.settings
+        context = ssl.create_default_context()
+        if s.implicit_tls:
+            smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+        try:
+            smtp.ehlo()
+            if s.starttls != "off" and (s.starttls == "require" or smtp.has_extn("starttls")):
+                smtp.starttls(context=context)
+                smtp.ehlo()
+            if s.username:
+                smtp.login(s.username, s.password)
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    def send(self, envelope_from: str, recipient: str, data: bytes) -> None:
+        for attempt in (1, 2):
+            if self._smtp is None:
+                self._smtp = self._open()
+            try:
+                self._smtp.sendmail(envelope_from, [recipient], data)
+                return
+            except smtplib.SMTPServerDisconnected:
+                # A kept-alive connection the server closed: reconnect once, then give up.
+                self.close()
+                if attempt == 2:
+                    raise
+
+    def close(self) -> None:
+        if self._smtp is not None:
+            try:
+                self._smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                self._smtp.close()
+            self._smtp = None
+
+
+_local = threading.local()
+
+
+def _connection(settings: SmtpSettings) -> SmtpConnection:
+    """This thread's connection for these settings (RQ workers run one job at a time)."""
+    conn = getattr(_local, "conn", None)
+    if conn is None or conn.settings != settings:
+        if conn is not None:
+            conn.close()
+        conn = _local.conn = SmtpConnection(settings)
+    return conn
+
+
+def close_connections() -> None:
+    conn = getattr(_local, "conn", None)
+    if conn is not None:
+        conn.close()
+        _local.conn = None
+
+
+@lru_cache(maxsize=4)
+def _dkim_key(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise TransportConfigError(f"cannot read DKIM_PRIVATE_KEY_PATH: {exc}") from exc
+
+
+def dkim_sign(config: Config, data: bytes) -> bytes:
+    """Prepend a DKIM-Signature when DKIM_PRIVATE_KEY_PATH, DKIM_SELECTOR and DKIM_DOMAIN are set."""
+    settings = (config.dkim_private_key_path, config.dkim_selector, config.dkim_domain)
+    if not any(settings):
+        return data
+    if not all(settings):
+        raise TransportConfigError(
+            "set all of DKIM_PRIVATE_KEY_PATH, DKIM_SELECTOR and DKIM_DOMAIN, or none")
+    signature = dkim.sign(
+        data, config.dkim_selector.encode(), config.dkim_domain.encode(),
+        _dkim_key(config.dkim_private_key_path), include_headers=list(DKIM_HEADERS),
+    )
+    return signature + data
+
+
+def _classify(exc: Exception) -> DeliveryError:
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _msg in exc.recipients.values()]
+        detail = "; ".join(f"{code} {msg.decode(errors='replace') if isinstance(msg, bytes) else msg}"
+                           for code, msg in exc.recipients.values())
+        if codes and all(400 <= code < 500 for code in codes):
+            return TransientDeliveryError(f"recipient deferred: {detail}")
+        return PermanentDeliveryError(f"recipient refused: {detail}")
+    if isinstance(exc, smtplib.SMTPResponseException):
+        message = exc.smtp_error.decode(errors="replace") if isinstance(
+            exc.smtp_error, bytes) else str(exc.smtp_error)
+        text = f"{exc.smtp_code} {message}"
+        # Auth failures and a refused greeting are our configuration or the server's state,
+        # not this recipient's fault: retry them.
+        not_the_recipient = isinstance(exc, smtplib.SMTPAuthenticationError | smtplib.SMTPConnectError)
+        if 500 <= exc.smtp_code < 600 and not not_the_recipient:
+            return PermanentDeliveryError(text)
+        return TransientDeliveryError(text)
+    return TransientDeliveryError(f"{type(exc).__name__}: {exc}")
+
+
+def write_outbox(outbox: Path, rendered: RenderedEmail, data: bytes) -> Path:
+    """Development mail: one .eml file per message, named so that a listing sorts by time."""
+    outbox.mkdir(parents=True, exist_ok=True)
+    path = outbox / f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.eml"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)  # atomic: a reader never sees half a message
+    return path
+
+
+def deliver(config: Config, rendered: RenderedEmail) -> None:
+    """Send one email, or raise TransientDeliveryError / PermanentDeliveryError."""
+    data = dkim_sign(config, rendered.as_bytes())
+    if not config.smtp_url:
+        write_outbox(config.outbox_path, rendered, data)
+        return
+    settings = SmtpSettings.parse(config.smtp_url)
+    conn = _connection(settings)
+    try:
+        conn.send(rendered.envelope_from, rendered.recipient, data)
+    except (smtplib.SMTPException, OSError) as exc:  # OSError covers timeouts
+        if not isinstance(exc, smtplib.SMTPRecipientsRefused):
+            conn.close()  # the session's state is unknown; start clean next time
+        raise _classify(exc) from exc
