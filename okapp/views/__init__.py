@@ -56,3 +56,6 @@ def init_app(app: Flask) -> None:
         app.register_blueprint(auth.dev_bp)
     app.register_blueprint(sequences.bp)
     app.register_blueprint(orders.bp)
+    from okapp.views import tracking
+
+    app.register_blueprint(tracking.bp)

@@ -1,0 +1,305 @@
+"""Review emails as a real SMTP server (aiosmtpd) receives them, and the links inside them."""
+
+from __future__ import annotations
+
+import base64
+import re
+from decimal import Decimal
+from html.parser import HTMLParser
+from urllib.parse import parse_qs, urlsplit
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import select
+
+from okapp.emails import tracking
+from okapp.emails.render import MAX_HTML_BYTES, NothingToReview, render_message
+from okapp.emails.transport import (
+    PermanentDeliveryError,
+    TransientDeliveryError,
+    close_connections,
+    deliver,
+)
+from okapp.models import EmailTemplate, LineItem, Message, MessageState, Suppression
+from okapp.reviews.tokens import read_token
+from tests.factories import (
+    NOW,
+    make_enrollment,
+    make_message,
+    make_order,
+    make_product,
+    make_sequence,
+)
+from tests.smtp_sink import smtp_sink_fixture  # noqa: F401
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.hrefs: list[tuple[str, dict]] = []
+        self.images: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "a" and attrs.get("href"):
+            self.hrefs.append((attrs["href"], attrs))
+        if tag == "img" and attrs.get("src"):
+            self.images.append(attrs["src"])
+
+
+def _parse(html: str) -> _Links:
+    parser = _Links()
+    parser.feed(html)
+    return parser
+
+
+@pytest.fixture(autouse=True)
+def _fresh_connections():
+    yield
+    close_connections()
+
+
+@pytest.fixture
+def order_message(session, shop):
+    """A queued request for a real order: three reviewable products and three that are not."""
+    shop.settings = {"postal_address": "12 Rue de la Paix, 75002 Paris", "sender_name": "Acme Reviews",
+                     "reply_to": "care@acme.example"}
+    boots = make_product(session, shop, title="Boots", price=Decimal("120"),
+                         image_url="https://cdn.example/boots.jpg")
+    socks = make_product(session, shop, title="Socks", price=Decimal("5"),
+                         image_url="https://cdn.example/socks.jpg")
+    hat = make_product(session, shop, title="Hat", price=Decimal("30"),
+                       image_url="https://cdn.example/hat.jpg")
+    hidden = make_product(session, shop, title="Sample", tags=["no-review"],
+                          image_url="https://cdn.example/sample.jpg")
+    order = make_order(session, shop, products=[socks, boots, hat, hidden])
+    gift = make_product(session, shop, title="Gift card", image_url="https://cdn.example/gift.jpg")
+    order.line_items.append(LineItem(gid="gid://shopify/LineItem/gift", product_gid=gift.gid,
+                                     title="Gift card", price=Decimal("50"), gift_card=True,
+                                     image_url=gift.image_url))
+    sequence = make_sequence(session, shop)
+    enrollment = make_enrollment(session, sequence, order)
+    message = make_message(session, enrollment)
+    session.commit()
+    return message, order, {"boots": boots, "socks": socks, "hat": hat}
+
+
+def test_request_email_as_received_over_smtp(session, config, smtp_sink, order_message):
+    message, order, products = order_message
+    config.smtp_url = smtp_sink.url
+    deliver(config, render_message(session, message, config, NOW))
+
+    [(mail_from, rcpt_tos, _raw)] = smtp_sink.raw()
+    assert mail_from == config.mail_from and rcpt_tos == [order.email]
+    [msg] = smtp_sink.messages()
+    assert msg.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+    assert msg["Message-ID"] == message.message_id_header
+    assert msg["Date"].datetime == NOW
+    assert msg["From"].addresses[0].display_name == "Acme Reviews"
+    assert msg["From"].addresses[0].addr_spec == config.mail_from
+    assert str(msg["Reply-To"]) == "care@acme.example"
+    assert msg["To"] == order.email
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert re.fullmatch(r"<http://okapp\.test/e/u/[^>]+>", msg["List-Unsubscribe"])
+    assert "How did you like your order" in msg["Subject"]
+
+    html = msg.get_body(("html",)).get_content()
+    text = msg.get_body(("plain",)).get_content()
+    assert len(html.encode()) < MAX_HTML_BYTES
+    links = _parse(html)
+    # The real order's reviewable products, priciest first; gift card and tagged item left out.
+    assert [src for src in links.images if "cdn.example" in src] == [
+        "https://cdn.example/boots.jpg", "https://cdn.example/hat.jpg",
+        "https://cdn.example/socks.jpg"]
+    assert "Gift card" not in html and "Sample" not in html
+    assert html.index("Boots") < html.index("Hat") < html.index("Socks")
+    assert "12 Rue de la Paix, 75002 Paris" in html and "12 Rue de la Paix" in text
+    assert "Boots" in text and "Unsubscribe: http://okapp.test/e/u/" in text
+
+    # Five star links per product, each a signed click that lands on the review page with that
+    # product and rating chosen.
+    stars: dict[int, list[int]] = {}
+    for href, attrs in links.hrefs:
+        if not attrs.get("title", "").startswith("Rate "):
+            continue
+        message_id, target = tracking.read_click(config.secret_key,
+                                                 href.removeprefix("http://okapp.test/e/c/"))
+        assert message_id == message.id
+        parts = urlsplit(target)
+        link = read_token(config.secret_key, parts.path.removeprefix("/r/"))
+        assert (link.shop_id, link.order_id) == (order.shop_id, order.id)
+        query = parse_qs(parts.query)
+        stars.setdefault(int(query["product"][0]), []).append(int(query["rating"][0]))
+    assert stars == {p.id: [1, 2, 3, 4, 5] for p in products.values()}
+
+
+def test_tracked_links_count_opens_and_clicks(session, config, client, smtp_sink, order_message):
+    message, _order, _products = order_message
+    config.smtp_url = smtp_sink.url
+    deliver(config, render_message(session, message, config, NOW))
+    html = smtp_sink.messages()[0].get_body(("html",)).get_content()
+    links = _parse(html)
+    [pixel] = [src for src in links.images if "/e/o/" in src]
+    button = next(href for href, _ in links.hrefs if "/e/c/" in href and "title" not in _)
+
+    assert client.get(pixel.removeprefix("http://okapp.test")).mimetype == "image/gif"
+    client.get(pixel.removeprefix("http://okapp.test"))
+    response = client.get(button.removeprefix("http://okapp.test"))
+    assert response.status_code == 302
+    assert response.location.startswith("http://okapp.test/r/")
+
+    session.expire_all()
+    row = session.get(Message, message.id)
+    assert (row.opens, row.clicks) == (2, 1)
+    assert row.first_opened_at is not None and row.first_clicked_at is not None
+
+
+def test_click_tokens_cannot_be_tampered_or_pointed_elsewhere(session, config, client):
+    good = tracking.Links(config.app_url, config.secret_key, 1, "a@b.c", message_id=7)
+    token = good.click("https://shop.example/ok").removeprefix("http://okapp.test/e/c/")
+    # Same message, another destination, signed with a different key: refused.
+    forged = tracking.Links(config.app_url, "not-the-secret", 1, "a@b.c", message_id=7)
+    forged_token = forged.click("https://evil.example/").removeprefix("http://okapp.test/e/c/")
+    assert client.get(f"/e/c/{forged_token}").status_code == 404
+    assert client.get(f"/e/c/{token[:-2]}xx").status_code == 404
+    # A token of another purpose (the open pixel) is not a click token either.
+    pixel = good.open_pixel().removeprefix("http://okapp.test/e/o/").removesuffix(".gif")
+    assert client.get(f"/e/c/{pixel}").status_code == 404
+    assert client.get(f"/e/c/{token}").location == "https://shop.example/ok"
+
+
+def test_one_click_unsubscribe_suppresses_and_skips_the_pending_reminder(
+        session, config, client, smtp_sink, shop, order_message):
+    message, order, _products = order_message
+    config.smtp_url = smtp_sink.url
+    deliver(config, render_message(session, message, config, NOW))
+    message.state = MessageState.SENT.value
+    # The reminder is already queued for the same address (another SEND block).
+    enrollment = message.enrollment
+    reminder_block = make_sequence(session, shop).blocks[-1]
+    reminder = make_message(session, enrollment, block_id=reminder_block.id, kind="reminder")
+    session.commit()
+
+    [msg] = smtp_sink.messages()
+    url = msg["List-Unsubscribe"].strip("<>")
+    # RFC 8058: the mail client POSTs this body, with no cookie and no confirmation step.
+    response = client.post(url.removeprefix("http://okapp.test"),
+                           data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200
+
+    session.expire_all()
+    suppression = session.scalars(select(Suppression).where(
+        Suppression.shop_id == order.shop_id)).one()
+    assert (suppression.address, suppression.reason) == (order.email, "unsubscribe")
+    reminder = session.get(Message, reminder.id)
+    assert (reminder.state, reminder.skip_reason) == ("skipped", "unsubscribed")
+    assert session.get(Message, message.id).state == "sent"  # history is left alone
+
+    # The footer link shows a page that says so; posting again changes nothing.
+    page = client.get(url.removeprefix("http://okapp.test"))
+    assert b"You are unsubscribed" in page.data
+    assert client.post(url.removeprefix("http://okapp.test")).status_code == 200
+    assert session.scalar(select(Suppression.id).where(Suppression.shop_id == order.shop_id))
+
+
+def test_unsubscribe_link_is_for_one_shop_and_refuses_tampering(session, config, client, shop):
+    links = tracking.Links(config.app_url, config.secret_key, shop.id, "x@y.example")
+    path = links.unsubscribe().removeprefix("http://okapp.test")
+    page = client.get(path)
+    assert b"Unsubscribe from" in page.data  # a button, not an unsubscribe on GET
+    assert session.scalar(select(Suppression.id)) is None
+    assert client.post(path[:-3] + "abc", data={"List-Unsubscribe": "One-Click"}).status_code == 404
+    assert session.scalar(select(Suppression.id)) is None
+
+
+def test_merchant_fields_are_text_never_code(session, config, smtp_sink, order_message):
+    message, order, _products = order_message
+    template = EmailTemplate(shop_id=order.shop_id, kind="request", name="Request", fields={"en": {
+        "subject": "Hi {{ customer.first_name }} <b>bold</b>",
+        "heading": "<script>alert('x')</script>",
+        "body": "{{ ''.__class__.__mro__ }} and <img src=x onerror=alert(1)>",
+        "button_text": "{{ shop.name.__class__ }}",
+    }})
+    session.add(template)
+    session.flush()
+    message.email_template_id = template.id
+    session.commit()
+    config.smtp_url = smtp_sink.url
+    deliver(config, render_message(session, message, config, NOW))
+    [msg] = smtp_sink.messages()
+    html = msg.get_body(("html",)).get_content()
+    assert msg["Subject"] == "Hi Jane <b>bold</b>"  # a header is text: nothing to execute
+    assert "<script>" not in html and "&lt;script&gt;alert(" in html
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    # Jinja reaching for Python internals is shown as typed, not evaluated.
+    assert "{{ &#39;&#39;.__class__.__mro__ }}" in html or "{{ ''.__class__.__mro__ }}" in html
+    assert "&lt;class" not in html and "object" not in html.split("<body")[1].split("Boots")[0]
+    assert "{{ shop.name.__class__ }}" in msg.get_body(("plain",)).get_content()
+
+
+def test_customer_locale_then_shop_language(session, config, shop, order_message):
+    message, order, _products = order_message
+    order.customer_locale = "de-CH"
+    session.commit()
+    assert "Bestellung" in render_message(session, message, config, NOW).subject
+    order.customer_locale = "pt-BR"
+    shop.locale = "fr"
+    session.commit()
+    rendered = render_message(session, message, config, NOW)
+    assert "Votre commande" in rendered.subject and "Se désabonner" in rendered.text
+
+
+def test_order_with_nothing_left_to_review_is_not_rendered(session, config, order_message):
+    message, order, _products = order_message
+    for item in order.line_items:
+        item.refunded_quantity = item.quantity
+    session.commit()
+    with pytest.raises(NothingToReview):
+        render_message(session, message, config, NOW)
+
+
+def test_delivery_errors_are_transient_or_permanent(session, config, smtp_sink, order_message):
+    message, order, _products = order_message
+    rendered = render_message(session, message, config, NOW)
+    config.smtp_url = smtp_sink.url
+    smtp_sink.refuse[order.email] = "550 5.1.1 No such user"
+    with pytest.raises(PermanentDeliveryError, match="550"):
+        deliver(config, rendered)
+    smtp_sink.refuse[order.email] = "451 4.7.1 Try again later"
+    with pytest.raises(TransientDeliveryError, match="451"):
+        deliver(config, rendered)
+    del smtp_sink.refuse[order.email]
+    deliver(config, rendered)  # the same kept-open connection still works
+    assert smtp_sink.count == 1
+    smtp_sink.stop()
+    with pytest.raises(TransientDeliveryError):  # connection refused
+        deliver(config, rendered)
+
+
+def test_outbox_and_dkim(session, config, tmp_path, order_message):
+    message, _order, _products = order_message
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_path = tmp_path / "dkim.pem"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.TraditionalOpenSSL,
+                                           serialization.NoEncryption()))
+    config.dkim_private_key_path, config.dkim_selector, config.dkim_domain = (
+        str(key_path), "okapp", "okapp.localhost")
+    config.smtp_url = ""
+    deliver(config, render_message(session, message, config, NOW))
+    [eml] = list(config.outbox_path.glob("*.eml"))
+    data = eml.read_bytes()
+    assert data.startswith(b"DKIM-Signature:")
+    public = key.public_key().public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+    def dns(name, timeout=5):  # the DNS TXT record a real domain would publish
+        assert name == b"okapp._domainkey.okapp.localhost."
+        return record
+
+    assert dkim.verify(data, dnsfunc=dns)
+    assert not dkim.verify(data.replace(b"Boots", b"Boats"), dnsfunc=dns)
