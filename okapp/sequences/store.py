@@ -1,0 +1,247 @@
+"""Loading travellers and their context from the database in bulk, and saving outcomes in bulk.
+
+A few statements per batch, whatever the batch size: this is what keeps the tick's cost
+proportional to the number of due rows and small per row.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm import Session
+
+from okapp.emails.suppression import domain_entry
+from okapp.models import (
+    Block,
+    BlockKind,
+    EmailKind,
+    EmailTemplate,
+    Enrollment,
+    LineItem,
+    Message,
+    MessageState,
+    Order,
+    Product,
+    Review,
+    ReviewMedia,
+    Shop,
+    Suppression,
+)
+from okapp.sequences.advance import (
+    BlockInfo,
+    Context,
+    OrderFacts,
+    Outcome,
+    ReviewFacts,
+    Traveller,
+)
+from okapp.sequences.journal import bump, record_many
+
+ACTIVE_MESSAGE_STATES = (MessageState.QUEUED.value, MessageState.SENDING.value,
+                         MessageState.SENT.value)
+
+
+def block_infos(session: Session, sequence_ids: Iterable[int]) -> dict[int, BlockInfo]:
+    rows = session.execute(
+        select(Block.id, Block.sequence_id, Block.parent_id, Block.branch, Block.kind, Block.config,
+               Block.position)
+        .where(Block.sequence_id.in_(set(sequence_ids))).order_by(Block.position)
+    ).all()
+    infos = {r.id: BlockInfo(r.id, r.sequence_id, r.kind, r.config or {}, {}) for r in rows}
+    for r in rows:
+        parent = infos.get(r.parent_id)
+        if parent is not None and r.branch not in parent.next:
+            parent.next[r.branch] = r.id
+    return infos
+
+
+_TRAVELLER_COLUMNS = (
+    Enrollment.id, Enrollment.shop_id, Enrollment.sequence_id, Enrollment.email,
+    Enrollment.block_id, Enrollment.entered_at, Enrollment.due_at, Enrollment.recruited_at,
+    Enrollment.lookback, Enrollment.state, Order.id.label("order_id"), Order.fulfilled_at,
+    Order.delivered_at, Order.shipping_country, Order.cancelled_at, Order.refunded,
+    Order.partially_refunded, Order.financial_status,
+)
+
+
+def _traveller(r) -> Traveller:
+    status = (r.financial_status or "").upper()
+    return Traveller(
+        enrollment_id=r.id, shop_id=r.shop_id, sequence_id=r.sequence_id, email=r.email,
+        block_id=r.block_id, entered_at=r.entered_at, due_at=r.due_at,
+        recruited_at=r.recruited_at, lookback=r.lookback,
+        order=OrderFacts(
+            id=r.order_id, fulfilled_at=r.fulfilled_at, delivered_at=r.delivered_at,
+            shipping_country=r.shipping_country or "", cancelled=r.cancelled_at is not None,
+            refunded=r.refunded or status == "REFUNDED",
+            partially_refunded=r.partially_refunded or status == "PARTIALLY_REFUNDED",
+        ),
+    )
+
+
+def load_travellers(session: Session, enrollment_ids: Sequence[int]) -> list[Traveller]:
+    if not enrollment_ids:
+        return []
+    rows = session.execute(
+        select(*_TRAVELLER_COLUMNS).join(Order, Order.id == Enrollment.order_id)
+        .where(Enrollment.id.in_(list(enrollment_ids))).order_by(Enrollment.id)
+    ).all()
+    return [_traveller(r) for r in rows]
+
+
+def load_context(session: Session, now: datetime, travellers: list[Traveller],
+                 shops: dict[int, Shop] | None = None,
+                 blocks: dict[int, BlockInfo] | None = None) -> Context:
+    """Everything `advance()` may ask about these travellers, in a handful of queries."""
+    shop_ids = {t.shop_id for t in travellers}
+    shops = dict(shops or {})
+    missing = shop_ids - shops.keys()
+    if missing:
+        for shop in session.scalars(select(Shop).where(Shop.id.in_(missing))):
+            shops[shop.id] = shop
+    if blocks is None or any(t.block_id not in blocks for t in travellers):
+        blocks = block_infos(session, {t.sequence_id for t in travellers})
+    template_ids = {b.config.get("email_template_id") for b in blocks.values()
+                    if b.kind == BlockKind.SEND.value} - {None}
+    email_kinds = {}
+    if template_ids:
+        email_kinds = dict(session.execute(
+            select(EmailTemplate.id, EmailTemplate.kind).where(EmailTemplate.id.in_(template_ids))
+        ).all())
+    ctx = Context(now=now, shops=shops, blocks=blocks, email_kinds=email_kinds)
+    if not travellers:
+        return ctx
+    emails = {t.email for t in travellers if t.email}
+    entries = emails | {domain_entry(e) for e in emails}
+    for shop_id, address, reason in session.execute(
+        select(Suppression.shop_id, Suppression.address, Suppression.reason)
+        .where(Suppression.shop_id.in_(shop_ids), Suppression.address.in_(entries))
+    ):
+        if address.startswith("*@"):
+            for email in emails:
+                if domain_entry(email) == address:
+                    ctx.suppressed.setdefault((shop_id, email), reason)
+        else:
+            ctx.suppressed[(shop_id, address)] = reason
+    for shop_id, recipient, enrollment_id, at in session.execute(
+        select(Message.shop_id, Message.recipient, Message.enrollment_id,
+               func.max(Message.queued_at))
+        .where(Message.shop_id.in_(shop_ids), Message.recipient.in_(emails),
+               Message.state.in_(ACTIVE_MESSAGE_STATES))
+        .group_by(Message.shop_id, Message.recipient, Message.enrollment_id)
+    ):
+        ctx.recent_emails.setdefault((shop_id, recipient), []).append((enrollment_id, at))
+    # Reviews only for those that may reach a SPLIT now: at one, or at a wait or send before one.
+    near_split = [t for t in travellers if _split_ahead(blocks, t.block_id)]
+    if near_split:
+        ctx.reviews = load_reviews(session, near_split)
+    return ctx
+
+
+def _split_ahead(blocks: dict[int, BlockInfo], block_id: int, depth: int = 3) -> bool:
+    block = blocks.get(block_id)
+    for _ in range(depth):
+        if block is None:
+            return False
+        if block.kind == BlockKind.SPLIT.value:
+            return True
+        block = blocks.get(block.next.get(""))
+    return False
+
+
+def load_reviews(session: Session, travellers: list[Traveller]) -> dict[int, list[ReviewFacts]]:
+    """Per enrollment: the reviews its customer wrote since recruitment for the order's products
+    (matched by email and product, or written through the order's own review link)."""
+    order_ids = {t.order.id for t in travellers}
+    products_of_order: dict[int, set[str]] = defaultdict(set)
+    for order_id, gid in session.execute(
+        select(LineItem.order_id, LineItem.product_gid).where(LineItem.order_id.in_(order_ids))
+    ):
+        products_of_order[order_id].add(gid)
+    shop_ids = {t.shop_id for t in travellers}
+    emails = {t.email for t in travellers}
+    media_count = (select(func.count(ReviewMedia.id)).where(ReviewMedia.review_id == Review.id)
+                   .correlate(Review).scalar_subquery())
+    rows = session.execute(
+        select(Review.shop_id, Review.email, Review.order_id, Review.rating, Review.created_at,
+               Product.gid, media_count.label("media"))
+        .join(Product, Product.id == Review.product_id)
+        .where(Review.shop_id.in_(shop_ids),
+               (Review.email.in_(emails)) | (Review.order_id.in_(order_ids)))
+    ).all()
+    out: dict[int, list[ReviewFacts]] = {}
+    for t in travellers:
+        mine = [
+            ReviewFacts(r.rating, r.media > 0) for r in rows
+            if r.shop_id == t.shop_id and r.created_at >= t.recruited_at
+            and (r.order_id == t.order.id
+                 or (r.email == t.email and r.gid in products_of_order[t.order.id]))
+        ]
+        out[t.enrollment_id] = mine
+    return out
+
+
+def message_id_header(enrollment_id: int, block_id: int, shop_id: int, mail_from: str) -> str:
+    """Deterministic: the same (enrollment, block) always has the same Message-ID."""
+    domain = mail_from.rpartition("@")[2] or "okapp.localhost"
+    return f"<okapp.{shop_id}.{enrollment_id}.{block_id}@{domain}>"
+
+
+def save_outcomes(session: Session, travellers: list[Traveller], outcomes: list[Outcome],
+                  now: datetime, mail_from: str) -> list[int]:
+    """Write outcomes: enrollment rows, new messages (insert-or-skip on their unique key),
+    journal steps and counters. Returns the ids of the messages created."""
+    changed = [(t, o) for t, o in zip(travellers, outcomes, strict=True) if o.changed]
+    if changed:
+        table = Enrollment.__table__  # Core executemany: one round of UPDATEs, no ORM objects
+        session.execute(
+            table.update().where(table.c.id == bindparam("eid")).values(
+                block_id=bindparam("block"), state=bindparam("st"), due_at=bindparam("due"),
+                entered_at=bindparam("entered"), exit_reason=bindparam("reason"),
+                updated_at=bindparam("now")),
+            [{"eid": t.enrollment_id, "block": o.block_id, "st": o.state, "due": o.due_at,
+              "entered": o.entered_at, "reason": o.exit_reason, "now": now} for t, o in changed],
+        )
+    message_rows = []
+    requested_orders = set()
+    for t, o in changed:
+        for m in o.messages:
+            message_rows.append({
+                "shop_id": t.shop_id, "enrollment_id": t.enrollment_id, "block_id": m.block_id,
+                "email_template_id": m.email_template_id, "kind": m.kind, "recipient": t.email,
+                "message_id_header": message_id_header(t.enrollment_id, m.block_id, t.shop_id,
+                                                       mail_from),
+                "state": MessageState.QUEUED.value, "attempts": 0, "queued_at": now,
+                "subject": "", "skip_reason": "", "error": "", "opens": 0, "clicks": 0,
+            })
+            if m.kind == EmailKind.REQUEST.value:
+                requested_orders.add(t.order.id)
+    created: list[int] = []
+    if message_rows:
+        dialect = session.get_bind().dialect.name
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as insert_or_skip
+        else:
+            from sqlalchemy.dialects.sqlite import insert as insert_or_skip
+        chunk = 2000 if dialect == "postgresql" else 400  # SQLite's bound-parameter limit
+        for i in range(0, len(message_rows), chunk):
+            stmt = (insert_or_skip(Message).values(message_rows[i:i + chunk])
+                    .on_conflict_do_nothing(index_elements=["enrollment_id", "block_id"])
+                    .returning(Message.id))
+            created.extend(session.scalars(stmt).all())
+    if requested_orders:
+        session.execute(
+            update(Order).where(Order.id.in_(requested_orders), Order.review_requested_at.is_(None))
+            .values(review_requested_at=now), execution_options={"synchronize_session": False})
+    record_many(session, ({"enrollment_id": t.enrollment_id, "block_id": b, "at": at,
+                           "event": event, "detail": detail}
+                          for t, o in changed for b, at, event, detail in o.steps))
+    deltas: Counter = Counter()
+    for _, o in changed:
+        deltas.update(o.counters)  # update() adds, keeping negative deltas
+    bump(session, deltas)
+    return created
+
