@@ -406,6 +406,9 @@ class Message(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # entered `sending`
+    # Set (and committed) just before the email is handed to SMTP: a message found in `sending`
+    # without it was never handed over and is safe to send again; with it, the outcome is unknown.
+    delivery_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     skip_reason: Mapped[str] = mapped_column(String(64), default="")
     error: Mapped[str] = mapped_column(Text, default="")

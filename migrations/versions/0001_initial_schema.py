@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-04 15:32:28.983724
+Create Date: 2026-12-04 15:37:36.884825
 """
 from alembic import op
 import sqlalchemy as sa
@@ -345,6 +345,7 @@ def upgrade() -> None:
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('queued_at', okapp.db.UTCDateTime(), nullable=False),
     sa.Column('claimed_at', okapp.db.UTCDateTime(), nullable=True),
+    sa.Column('delivery_started_at', okapp.db.UTCDateTime(), nullable=True),
     sa.Column('sent_at', okapp.db.UTCDateTime(), nullable=True),
     sa.Column('skip_reason', sa.String(length=64), nullable=False),
     sa.Column('error', sa.Text(), nullable=False),
