@@ -105,5 +105,30 @@ def demo(port, host):
     run_demo(host=host, port=port)
 
 
+@main.command("shopify-sim")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8100, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--app-url", default=None, help="Where webhooks go [default: APP_URL].")
+@click.option("--shop", "shops", multiple=True, help="Generate this shop (subdomain) at start.")
+@click.option("--orders", default=120, show_default=True, type=click.IntRange(0, 100000))
+@click.option("--products", default=12, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--access-ttl", default=3600, show_default=True, type=click.IntRange(1),
+              help="Seconds an access token lives.")
+@click.option("--restore-rate", default=100.0, show_default=True, type=click.FloatRange(1))
+def shopify_sim(host, port, app_url, shops, orders, products, access_ttl, restore_rate):
+    """Run the Shopify simulator (OAuth, token exchange, Admin GraphQL, signed webhooks)."""
+    from okapp.shopify.simulator import Simulator
+
+    config = Config.from_env()
+    sim = Simulator(config.shopify_api_key, config.shopify_api_secret,
+                    app_url=app_url or config.app_url, access_ttl=access_ttl,
+                    restore_rate=restore_rate)
+    for sub in shops:
+        sim.generate(sub.removesuffix(".myshopify.com"), orders=orders, products=products)
+    click.echo(f"Shopify simulator on http://{host}:{port}; set "
+               f"SHOPIFY_ADMIN_BASE_URL=http://{host}:{port}/{{shop}}", err=True)
+    sim.serve_forever(host, port)
+
+
 if __name__ == "__main__":
     main()
