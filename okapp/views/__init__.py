@@ -59,3 +59,7 @@ def init_app(app: Flask) -> None:
     from okapp.views import tracking
 
     app.register_blueprint(tracking.bp)
+    from okapp.views import shopify_auth, webhooks
+
+    app.register_blueprint(shopify_auth.bp)
+    app.register_blueprint(webhooks.bp)
