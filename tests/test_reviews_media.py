@@ -69,12 +69,12 @@ def test_webm_is_accepted(tmp_path):
 
 
 @pytest.mark.parametrize("data, message", [
-    (files.renamed_executable(), "isn't a supported photo or video"),
-    (files.svg_with_script(), "isn't a supported photo or video"),
+    (files.renamed_executable(), "is not a supported photo or video"),
+    (files.svg_with_script(), "is not a supported photo or video"),
     (b"", "is empty"),
     (files.html_disguised_as_jpeg(), "could not be read as a photo"),
     (files.iso_video()[:-100], "could not be read as a video"),  # truncated: boxes don't add up
-    (b"\0\0\0\x18ftypavif\0\0\0\0avifmif1" + b"\0" * 64, "isn't a supported photo or video"),
+    (b"\0\0\0\x18ftypavif\0\0\0\0avifmif1" + b"\0" * 64, "is not a supported photo or video"),
 ])
 def test_hostile_or_broken_files_are_refused_and_nothing_is_kept(tmp_path, data, message):
     with pytest.raises(MediaRejected, match=message):

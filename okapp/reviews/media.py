@@ -159,7 +159,7 @@ def store_upload(stream: BinaryIO, media_root: Path, limits: MediaLimits) -> Sto
         raise MediaRejected("is empty")
     sniffed = sniff(head)
     if sniffed is None:
-        raise MediaRejected(f"isn't a supported photo or video; upload {SUPPORTED_TYPES}")
+        raise MediaRejected(f"is not a supported photo or video; upload {SUPPORTED_TYPES}")
     if sniffed.format == "HEIF" and not HEIC_SUPPORTED:
         raise MediaRejected("is a HEIC photo, which this server cannot read; "
                             "please upload it as JPEG (iPhone: Settings › Camera › Formats › "
