@@ -56,6 +56,9 @@ def init_app(app: Flask) -> None:
         app.register_blueprint(auth.dev_bp)
     app.register_blueprint(sequences.bp)
     app.register_blueprint(orders.bp)
+    from okapp.views import reviews
+
+    app.register_blueprint(reviews.bp)
     from okapp.views import tracking
 
     app.register_blueprint(tracking.bp)
