@@ -1,20 +1,197 @@
-"""The scheduler tick: advance every enrollment that is due at `now`."""
+"""The scheduler tick: advance every enrollment that is due at `now` (DESIGN §4, §10).
+
+One tick claims due enrollments in batches with set-based SQL on the partial `ix_enrollments_due`
+index (`FOR UPDATE SKIP LOCKED` on PostgreSQL; on SQLite the claiming UPDATE takes the database's
+write lock), advances them with the engine rules, writes the outcomes with a few statements per
+batch, commits, and only then enqueues one send job per new message, in one Redis round trip per
+batch. Each transaction is short; any number of schedulers may run at once: a row is claimed by
+one of them, and a message is unique on (enrollment, block) whatever happens.
+
+The tick also repairs what crashes leave behind: a message queued whose job is gone is enqueued
+again, and a message stuck in `sending` (its worker died) is resolved (see `rescue_sending`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+
+from rq import Retry
+from rq.job import Job, JobStatus
+from sqlalchemy import bindparam, select, text, update
+from sqlalchemy.orm import Session
+
+from okapp.db import UTCDateTime
+from okapp.models import Enrollment, Message, MessageState
+from okapp.sequences.advance import advance
+from okapp.sequences.journal import bump
+from okapp.sequences.store import load_context, load_travellers, save_outcomes
+
+BATCH_SIZE = 1000
+SEND_JOB = "okapp.jobs.sends.send_message"
+SEND_TIMEOUT = 120  # seconds; RQ kills a send job that runs longer
+SEND_RETRY = Retry(max=5, interval=[30, 120, 600, 1800, 3600])  # transient SMTP errors
+# A message in `sending` longer than this has lost its worker (the job timeout is far shorter).
+STUCK_AFTER = timedelta(minutes=10)
+# A queued message whose job is missing this long after queueing is enqueued again.
+ORPHAN_AFTER = timedelta(minutes=10)
+RESCUE_LIMIT = 500
 
 
 @dataclass
 class TickResult:
     advanced: int = 0
     messages_queued: int = 0
+    requeued: int = 0  # queued messages whose job had vanished, enqueued again
+    resent: int = 0  # `sending` messages never handed to SMTP, queued again
+    unknown: int = 0  # `sending` messages interrupted during hand-off, marked failed
+    batches: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.advanced or self.messages_queued)
+        return bool(self.advanced or self.messages_queued or self.requeued or self.resent
+                    or self.unknown)
+
+    def __str__(self) -> str:
+        return (f"advanced={self.advanced} queued={self.messages_queued} requeued={self.requeued} "
+                f"resent={self.resent} unknown={self.unknown}")
 
 
-def tick(runtime, now: datetime) -> TickResult:
-    """Advance due enrollments. The engine issue implements the block semantics."""
-    return TickResult()
+def job_id(message_id: int) -> str:
+    """Deterministic: enqueueing the same message twice names the same job."""
+    return f"send-message-{message_id}"
+
+
+_DUE_SQL = """
+    SELECT e.id FROM enrollments e
+    WHERE e.state = 'waiting' AND e.due_at <= :now
+      AND e.sequence_id IN (
+          SELECT s.id FROM sequences s JOIN shops sh ON sh.id = s.shop_id
+          WHERE s.status = 'running' AND sh.uninstalled_at IS NULL)
+    ORDER BY e.due_at
+    LIMIT :limit
+"""
+
+
+def claim_due(session: Session, now: datetime, limit: int) -> list[int]:
+    """Lock and return up to `limit` due enrollment ids that no other tick holds."""
+    params = {"now": now, "limit": limit}
+    if session.get_bind().dialect.name == "postgresql":
+        sql = _DUE_SQL + " FOR UPDATE OF e SKIP LOCKED"
+    else:
+        # SQLite: an UPDATE first takes the write lock, so concurrent ticks queue behind this
+        # one and then see the rows it advanced.
+        sql = f"UPDATE enrollments SET updated_at = updated_at WHERE id IN ({_DUE_SQL}) RETURNING id"
+    query = text(sql).bindparams(bindparam("now", type_=UTCDateTime()))
+    return list(session.scalars(query, params))
+
+
+def enqueue_sends(queue, message_ids: list[int]) -> None:
+    """One send job per message, in one pipeline."""
+    if not message_ids:
+        return
+    jobs = [queue.prepare_data(SEND_JOB, args=(mid,), job_id=job_id(mid), timeout=SEND_TIMEOUT,
+                               retry=SEND_RETRY, result_ttl=0, failure_ttl=7 * 24 * 3600,
+                               description=f"send message {mid}")
+            for mid in message_ids]
+    with queue.connection.pipeline() as pipe:
+        queue.enqueue_many(jobs, pipeline=pipe)
+        pipe.execute()
+
+
+def tick(runtime, now: datetime, batch_size: int = BATCH_SIZE) -> TickResult:
+    """Advance everything due at `now`; returns what was done."""
+    result = TickResult()
+    queue = runtime.queue("sends")
+    mail_from = runtime.config.mail_from
+    shops: dict = {}
+    blocks: dict = {}
+    while True:
+        with runtime.session_scope() as session:
+            ids = claim_due(session, now, batch_size)
+            if not ids:
+                break
+            travellers = load_travellers(session, ids)
+            ctx = load_context(session, now, travellers, shops=shops, blocks=blocks)
+            shops, blocks = ctx.shops, ctx.blocks
+            outcomes = [advance(t, ctx, arriving=False) for t in travellers]
+            created = save_outcomes(session, travellers, outcomes, now, mail_from)
+        enqueue_sends(queue, created)  # after commit: a job never runs before its row exists
+        result.batches += 1
+        result.advanced += len(ids)
+        result.messages_queued += len(created)
+        if len(ids) < batch_size:
+            break
+    rescue_sending(runtime, now, result)
+    requeue_orphans(runtime, now, result)
+    return result
+
+
+def _lock(session: Session, query):
+    if session.get_bind().dialect.name == "postgresql":
+        return query.with_for_update(skip_locked=True)
+    return query
+
+
+def rescue_sending(runtime, now: datetime, result: TickResult) -> None:
+    """Resolve messages whose worker died while they were `sending`.
+
+    The choice (at most once): a message never handed to SMTP (`delivery_started_at` unset) is
+    queued and sent again; one whose hand-off had started may or may not have reached the
+    recipient, so it is NOT sent again: it is marked failed with an error saying the outcome is
+    unknown. A customer gets at most one copy of each email, and the record says so when unsure.
+    """
+    with runtime.session_scope() as session:
+        stuck = session.execute(_lock(session, select(
+            Message.id, Message.delivery_started_at, Message.shop_id, Message.block_id,
+            Enrollment.sequence_id)
+            .join(Enrollment, Enrollment.id == Message.enrollment_id)
+            .where(Message.state == MessageState.SENDING.value,
+                   Message.claimed_at < now - STUCK_AFTER)
+            .order_by(Message.claimed_at).limit(RESCUE_LIMIT))).all()
+        if not stuck:
+            return
+        again = [r.id for r in stuck if r.delivery_started_at is None]
+        unknown = [r for r in stuck if r.delivery_started_at is not None]
+        if again:
+            session.execute(update(Message).where(Message.id.in_(again)).values(
+                state=MessageState.QUEUED.value, claimed_at=None,
+                error="the worker stopped before handing the email to SMTP; queued again"))
+        if unknown:
+            session.execute(update(Message).where(Message.id.in_([r.id for r in unknown])).values(
+                state=MessageState.FAILED.value,
+                error="outcome unknown: the worker stopped while handing the email to SMTP; "
+                      "not sent again so the customer never gets two copies"))
+            deltas: dict = {}
+            for r in unknown:
+                key = (r.sequence_id, r.block_id, "failed")
+                deltas[key] = deltas.get(key, 0) + 1
+            bump(session, deltas)
+    enqueue_sends(runtime.queue("sends"), again)
+    result.resent += len(again)
+    result.unknown += len(unknown)
+
+
+_LIVE_JOB = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
+
+
+def requeue_orphans(runtime, now: datetime, result: TickResult) -> None:
+    """Enqueue again the queued messages whose job is gone (a scheduler died between commit and
+    enqueue, Redis lost its data, or a paused shop's job ended). The job is a no-op for a
+    message that is no longer queued, so a spare job does no harm."""
+    with runtime.session_scope() as session:
+        ids = list(session.scalars(
+            select(Message.id).where(Message.state == MessageState.QUEUED.value,
+                                     Message.queued_at < now - ORPHAN_AFTER)
+            .order_by(Message.queued_at).limit(RESCUE_LIMIT)))
+    if not ids:
+        return
+    conn = runtime.redis
+    with conn.pipeline() as pipe:
+        for mid in ids:
+            pipe.hget(Job.key_for(job_id(mid)), "status")
+        statuses = pipe.execute()
+    orphans = [mid for mid, status in zip(ids, statuses, strict=True)
+               if status is None or status.decode() not in _LIVE_JOB]
+    enqueue_sends(runtime.queue("sends"), orphans)
+    result.requeued += len(orphans)
+

@@ -1,0 +1,167 @@
+"""The send job: one review email, sent at most once (DESIGN §4 Send, §10).
+
+1. Claim: `queued -> sending` in one conditional UPDATE. Only one run of the job wins; a duplicate
+   job, an RQ retry of a job whose worker died, or a spare job from the scheduler's repair finds
+   nothing to claim and returns.
+2. Re-check what may have changed since the message was queued: sequence still running, shop
+   still installed (a shop needing re-authorisation pauses: the message goes back to `queued` and
+   the scheduler enqueues it again later), order not cancelled or refunded, address not
+   suppressed, something left to review. A failed check records `skipped` with the reason.
+3. Render (the email engineer's `render_message`), commit `delivery_started_at`, hand to SMTP.
+4. Record `sent`; or, on a transient error, back to `queued` and raise so RQ retries with backoff
+   (`failed` after the last retry); on a permanent 5xx, `failed` and the address is suppressed.
+
+A worker killed between 3 and 4 leaves `sending` with `delivery_started_at` set: the scheduler
+marks it failed with "outcome unknown" rather than send a second copy (at most once); killed
+before 3, it is queued again (`okapp.sequences.scheduler.rescue_sending`).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from rq import get_current_job
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from okapp.db import utcnow
+from okapp.emails.render import NothingToReview, render_message
+from okapp.emails.suppression import suppress, suppression_reason
+from okapp.emails.transport import PermanentDeliveryError, TransientDeliveryError, deliver
+from okapp.models import (
+    Enrollment,
+    EnrollmentState,
+    Message,
+    MessageState,
+    SequenceStatus,
+    Shop,
+)
+from okapp.runtime import current
+from okapp.sequences.journal import bump_one, record
+
+log = logging.getLogger(__name__)
+
+
+def _claim(session: Session, message_id: int, now: datetime) -> bool:
+    claimed = session.execute(
+        update(Message).where(Message.id == message_id,
+                              Message.state == MessageState.QUEUED.value)
+        .values(state=MessageState.SENDING.value, claimed_at=now, delivery_started_at=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return claimed == 1
+
+
+def skip_reason_at_send(session: Session, message: Message) -> str | None:
+    """Why this message must not go out now, or None. `paused:` reasons keep it queued."""
+    enrollment: Enrollment = message.enrollment
+    shop = session.get(Shop, message.shop_id)
+    if not shop.is_installed:
+        return "shop_uninstalled"
+    if shop.needs_reauth:
+        return "paused:shop_needs_reauth"
+    if enrollment.sequence.status != SequenceStatus.RUNNING.value:
+        return "sequence_not_running"
+    order = enrollment.order
+    status = (order.financial_status or "").upper()
+    if order.cancelled_at is not None:
+        return "order_cancelled"
+    if order.refunded or order.partially_refunded or status in ("REFUNDED", "PARTIALLY_REFUNDED"):
+        return "order_refunded"
+    why = suppression_reason(session, shop.id, message.recipient)
+    if why:
+        return f"suppressed_{why}"
+    return None
+
+
+def _finish(session: Session, message: Message, state: MessageState, now: datetime,
+            counter: str, event: str, detail: str, **values) -> None:
+    session.execute(update(Message).where(Message.id == message.id).values(state=state.value,
+                                                                            **values))
+    enrollment = message.enrollment
+    bump_one(session, enrollment.sequence_id, message.block_id, counter)
+    record(session, enrollment, None, now, event, detail)
+
+
+def _exit_enrollment(session: Session, enrollment: Enrollment, reason: str, now: datetime) -> None:
+    if enrollment.state != EnrollmentState.WAITING.value:
+        return
+    if enrollment.block_id is not None:
+        bump_one(session, enrollment.sequence_id, enrollment.block_id, "waiting", -1)
+        bump_one(session, enrollment.sequence_id, enrollment.block_id, f"exited:{reason}")
+    enrollment.state, enrollment.exit_reason = EnrollmentState.EXITED.value, reason
+    enrollment.due_at, enrollment.updated_at = None, now
+
+
+def send_message(message_id: int) -> str:
+    """The RQ job. Returns what happened (also the job's result, for logs)."""
+    runtime = current()
+    config = runtime.config
+    with runtime.session_scope() as session:
+        if not _claim(session, message_id, utcnow()):
+            return "not queued: already handled"
+    with runtime.session_scope() as session:
+        now = utcnow()
+        message = session.get(Message, message_id)
+        reason = skip_reason_at_send(session, message)
+        if reason and reason.startswith("paused:"):
+            message.state, message.claimed_at = MessageState.QUEUED.value, None
+            message.error = "paused until the merchant opens okapp again (re-authorisation)"
+            return reason
+        if reason:
+            _finish(session, message, MessageState.SKIPPED, now, f"skipped:{reason}", "skipped",
+                    f"email not sent: {reason}", skip_reason=reason)
+            if reason in ("order_cancelled", "order_refunded") or reason.startswith("suppressed"):
+                _exit_enrollment(session, message.enrollment,
+                                 "suppressed" if reason.startswith("suppressed") else reason, now)
+            return f"skipped: {reason}"
+        try:
+            rendered = render_message(session, message, config, now)
+        except NothingToReview:
+            _finish(session, message, MessageState.SKIPPED, now, "skipped:nothing_to_review",
+                    "skipped", "email not sent: nothing left to review",
+                    skip_reason="nothing_to_review")
+            return "skipped: nothing_to_review"
+        message.subject = rendered.subject[:998]
+        message.delivery_started_at = now
+        message.attempts += 1
+    # Committed: from here a crash leaves a record that the hand-off may have happened.
+    try:
+        deliver(config, rendered)
+    except TransientDeliveryError as exc:
+        return _transient(runtime, message_id, exc)
+    except PermanentDeliveryError as exc:
+        with runtime.session_scope() as session:
+            now = utcnow()
+            message = session.get(Message, message_id)
+            _finish(session, message, MessageState.FAILED, now, "failed", "failed",
+                    f"rejected by the mail server: {exc}", error=str(exc)[:2000])
+            suppress(session, message.shop_id, message.recipient, "bounce", now)
+        return f"failed: {exc}"
+    with runtime.session_scope() as session:
+        now = utcnow()
+        message = session.get(Message, message_id)
+        _finish(session, message, MessageState.SENT, now, "sent", "sent",
+                f"“{rendered.subject}” sent to {message.recipient}", sent_at=now, error="")
+    return "sent"
+
+
+def _transient(runtime, message_id: int, exc: Exception) -> str:
+    job = get_current_job()
+    retries_left = job.retries_left if job is not None else 0
+    with runtime.session_scope() as session:
+        now = utcnow()
+        message = session.get(Message, message_id)
+        if retries_left:
+            # Back to queued so the retried job can claim it; nothing was delivered.
+            message.state, message.claimed_at = MessageState.QUEUED.value, None
+            message.delivery_started_at = None
+            message.error = f"temporary failure, will retry: {exc}"[:2000]
+        else:
+            _finish(session, message, MessageState.FAILED, now, "failed", "failed",
+                    f"gave up after {message.attempts} attempts: {exc}",
+                    error=f"gave up after {message.attempts} attempts: {exc}"[:2000])
+    if retries_left:
+        raise exc  # RQ schedules the retry (okapp.sequences.scheduler.SEND_RETRY)
+    return f"failed: {exc}"
