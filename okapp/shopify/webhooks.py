@@ -111,8 +111,8 @@ def _on_order_change(runtime, session, shop, payload, triggered_at, topic, now) 
     order = orders.find_order(session, shop.id, order_id)
     updated = parse_iso(payload.get("updated_at")) or triggered_at
     if (order is not None and topic != "refunds/create" and updated is not None
-            and order.shopify_updated_at is not None and updated <= order.shopify_updated_at):
-        return "ignored: not newer than the stored order"
+            and order.shopify_updated_at is not None and updated < order.shopify_updated_at):
+        return "ignored: older than the stored order"
     # Refunds and cancellations change amounts and quantities all over the order: read it whole.
     sync.refetch_order(runtime, session, shop, orders.gid("Order", order_id), now)
     return "order read from Shopify"

@@ -1,0 +1,181 @@
+"""Webhooks: only signed deliveries are stored, once; applying them is idempotent and in order."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from okapp.models import Fulfillment, Order, Shop, WebhookEvent
+from tests.shopify_fixtures import (  # noqa: F401 - fixtures
+    config_with_simulator,
+    forward_webhooks,
+    install,
+    run_jobs,
+    simulator_fixture,
+)
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def _events(session) -> int:
+    return session.scalar(select(func.count()).select_from(WebhookEvent))
+
+
+def _post(client, body: bytes, headers: dict):
+    return client.post("/webhooks/fulfillments", data=body, headers=headers)
+
+
+def _installed(client, simulator, session, runtime, orders=6, **kw):
+    simulator.generate("acme", orders=orders, **kw)
+    assert install(client, simulator, "acme").status_code == 200
+    run_jobs(runtime, "default")  # the first import
+    session.expire_all()
+    return session.scalar(select(Shop).where(Shop.domain == "acme.myshopify.com"))
+
+
+def _new_order(simulator, items=((0, 2),)):
+    shop = simulator.shop("acme")
+    with simulator.store.lock:
+        return simulator.store.add_order(
+            shop, created=datetime.now(UTC) - timedelta(hours=1),
+            customer={"id": 777, "first_name": "Jane", "last_name": "Doe",
+                      "email": "jane@example.com"},
+            country="US", items=[(shop.products[i], q) for i, q in items],
+            email="jane@example.com")
+
+
+def test_signed_webhook_is_stored_once_and_answered_at_once(client, simulator, session):
+    body, headers = simulator.signed_webhook("acme", "fulfillments/create",
+                                             {"id": 1, "order_id": 2})
+    response = _post(client, body, headers)
+    assert response.status_code == 200 and response.data == b""
+    event = session.scalar(select(WebhookEvent))
+    assert (event.topic, event.shop_domain, event.payload) == (
+        "fulfillments/create", "acme.myshopify.com", body.decode())
+    assert event.triggered_at is not None and event.processed_at is None
+
+
+def test_unsigned_and_tampered_webhooks_are_refused_and_not_stored(client, simulator, session):
+    body, headers = simulator.signed_webhook("acme", "fulfillments/create",
+                                             {"id": 1, "order_id": 2})
+    unsigned = {k: v for k, v in headers.items() if k != "X-Shopify-Hmac-Sha256"}
+    assert _post(client, body, unsigned).status_code == 401
+    tampered = body.replace(b'"order_id": 2', b'"order_id": 3')
+    assert _post(client, tampered, headers).status_code == 401
+    wrong_key = dict(headers, **{"X-Shopify-Hmac-Sha256": base64.b64encode(b"x" * 32).decode()})
+    assert _post(client, body, wrong_key).status_code == 401
+    assert client.post("/webhooks/compliance", data=body, headers=unsigned).status_code == 401
+    assert _events(session) == 0
+
+
+def test_replayed_webhook_is_stored_and_applied_once(client, simulator, session, runtime):
+    shop = _installed(client, simulator, session, runtime)
+    order = _new_order(simulator)
+    simulator.fulfill("acme", order["id"])
+    first = forward_webhooks(client, simulator)
+    replay = forward_webhooks(client, simulator)
+    assert [r.status_code for r in first + replay] == [200, 200]
+    assert _events(session) == 1
+    run_jobs(runtime, "webhooks")
+    stored = session.scalar(select(Order).where(Order.shop_id == shop.id,
+                                                Order.gid == f"gid://shopify/Order/{order['id']}"))
+    assert stored.fulfilled_at is not None and len(stored.fulfillments) == 1
+
+
+def test_duplicate_and_out_of_order_fulfillment_updates_give_one_correct_fulfillment(
+        client, simulator, session, runtime):
+    shop = _installed(client, simulator, session, runtime)
+    order = _new_order(simulator)
+    # The app knows the order before the parcel ships (a sync read it).
+    from okapp.shopify import sync
+
+    sync.import_orders(runtime, shop.id, "", datetime.now(UTC))
+    created = simulator.fulfill("acme", order["id"], at=T0)
+    simulator.deliver("acme", created["id"], at=T0 + timedelta(days=3))
+    deliveries = simulator.deliveries  # create, event(delivered), update(delivered)
+    create, event, update = deliveries[-3:]
+    # The update and the event arrive first, then the create (late), then everything again.
+    for delivery in (update, event, create, update, create, event):
+        answer = client.post("/webhooks/fulfillments", data=delivery["body"],
+                             headers=delivery["headers"])
+        assert answer.status_code == 200
+    # A redelivery of the create under a new webhook id (Shopify retrying) is stale by updated_at.
+    late = dict(create["headers"], **{"X-Shopify-Webhook-Id": "retry-of-create"})
+    client.post("/webhooks/fulfillments", data=create["body"], headers=late)
+    run_jobs(runtime, "webhooks")
+    session.expire_all()
+    stored = session.scalar(select(Order).where(Order.gid == f"gid://shopify/Order/{order['id']}"))
+    parcels = session.scalars(select(Fulfillment).where(Fulfillment.order_id == stored.id)).all()
+    assert len(parcels) == 1
+    assert parcels[0].status == "SUCCESS" and parcels[0].display_status == "DELIVERED"
+    assert parcels[0].delivered_at == T0 + timedelta(days=3)
+    assert stored.fulfilled_at == T0
+    assert stored.delivered_at == T0 + timedelta(days=3)
+    assert _events(session) == 4  # three deliveries + one retry, each stored once
+
+
+def test_split_shipment_is_fulfilled_when_the_last_parcel_ships(client, simulator, session,
+                                                               runtime):
+    shop = _installed(client, simulator, session, runtime)
+    order = _new_order(simulator, items=((0, 1), (1, 2)))
+    from okapp.shopify import sync
+
+    sync.import_orders(runtime, shop.id, "", datetime.now(UTC))
+    first_item, second_item = (i["id"] for i in order["line_items"])
+    one = simulator.fulfill("acme", order["id"], {first_item: 1}, at=T0)
+    forward_webhooks(client, simulator, len(simulator.deliveries) - 1)
+    run_jobs(runtime, "webhooks")
+    session.expire_all()
+    stored = session.scalar(select(Order).where(Order.gid == f"gid://shopify/Order/{order['id']}"))
+    assert stored.fulfilled_at is None  # half shipped
+    two = simulator.fulfill("acme", order["id"], {second_item: 2}, at=T0 + timedelta(days=2))
+    forward_webhooks(client, simulator, len(simulator.deliveries) - 1)
+    simulator.deliver("acme", two["id"], at=T0 + timedelta(days=4))
+    forward_webhooks(client, simulator, len(simulator.deliveries) - 2)
+    run_jobs(runtime, "webhooks")
+    session.expire_all()
+    stored = session.get(Order, stored.id)
+    assert stored.fulfilled_at == T0 + timedelta(days=2)
+    assert stored.delivered_at is None  # the first parcel has not arrived
+    simulator.deliver("acme", one["id"], at=T0 + timedelta(days=5))
+    forward_webhooks(client, simulator, len(simulator.deliveries) - 2)
+    run_jobs(runtime, "webhooks")
+    session.expire_all()
+    assert session.get(Order, stored.id).delivered_at == T0 + timedelta(days=5)
+
+
+def test_refund_and_cancellation_are_read_back_from_shopify(client, simulator, session, runtime):
+    shop = _installed(client, simulator, session, runtime)
+    order = _new_order(simulator, items=((0, 1), (1, 1)))
+    from okapp.shopify import sync
+
+    sync.import_orders(runtime, shop.id, "", datetime.now(UTC))
+    start = len(simulator.deliveries)
+    simulator.refund("acme", order["id"], {order["line_items"][0]["id"]: 1})
+    forward_webhooks(client, simulator, start)
+    run_jobs(runtime, "webhooks")
+    session.expire_all()
+    stored = session.scalar(select(Order).where(Order.gid == f"gid://shopify/Order/{order['id']}"))
+    assert stored.partially_refunded and not stored.refunded
+    start = len(simulator.deliveries)
+    simulator.cancel("acme", order["id"])
+    forward_webhooks(client, simulator, start)
+    run_jobs(runtime, "webhooks")
+    session.expire_all()
+    assert session.get(Order, stored.id).cancelled_at is not None
+
+
+def test_webhook_for_an_unknown_order_reads_it_from_graphql(client, simulator, session, runtime):
+    _installed(client, simulator, session, runtime, orders=0)
+    order = _new_order(simulator)
+    start = len(simulator.deliveries)
+    simulator.fulfill("acme", order["id"], at=T0)
+    forward_webhooks(client, simulator, start)
+    run_jobs(runtime, "webhooks")
+    stored = session.scalar(select(Order).where(Order.gid == f"gid://shopify/Order/{order['id']}"))
+    assert stored is not None and stored.fulfilled_at == T0 and stored.email == "jane@example.com"
+    event = session.scalar(select(WebhookEvent))
+    assert event.processed_at is not None and json.loads(event.payload)["order_id"] == order["id"]
