@@ -445,6 +445,9 @@ class Review(Base):
         _enum_check("status", ReviewStatus),
         Index("ix_reviews_shop_email", "shop_id", "email"),
         Index("ix_reviews_shop_status", "shop_id", "status"),
+        # The scheduler credits new reviews to the email that asked for them (statistics).
+        Index("ix_reviews_unattributed", "id", postgresql_where=text("attributed_at IS NULL"),
+              sqlite_where=text("attributed_at IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -459,6 +462,8 @@ class Review(Base):
     status: Mapped[str] = mapped_column(String(16), default=ReviewStatus.PENDING.value)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Set by the engine once the review is counted in the sequence statistics.
+    attributed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     media: Mapped[list[ReviewMedia]] = relationship(
         back_populates="review", cascade="all, delete-orphan", order_by="ReviewMedia.id"

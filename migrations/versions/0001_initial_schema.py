@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-04 15:37:36.884825
+Create Date: 2026-12-04 15:41:45.877001
 """
 from alembic import op
 import sqlalchemy as sa
@@ -246,6 +246,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('created_at', okapp.db.UTCDateTime(), nullable=False),
     sa.Column('updated_at', okapp.db.UTCDateTime(), nullable=False),
+    sa.Column('attributed_at', okapp.db.UTCDateTime(), nullable=True),
     sa.CheckConstraint("status IN ('pending', 'published', 'rejected')", name=op.f('ck_reviews_status_valid')),
     sa.CheckConstraint('rating BETWEEN 1 AND 5', name=op.f('ck_reviews_rating_range')),
     sa.ForeignKeyConstraint(['order_id'], ['orders.id'], name=op.f('fk_reviews_order_id_orders'), ondelete='SET NULL'),
@@ -257,6 +258,7 @@ def upgrade() -> None:
     with op.batch_alter_table('reviews', schema=None) as batch_op:
         batch_op.create_index('ix_reviews_shop_email', ['shop_id', 'email'], unique=False)
         batch_op.create_index('ix_reviews_shop_status', ['shop_id', 'status'], unique=False)
+        batch_op.create_index('ix_reviews_unattributed', ['id'], unique=False, postgresql_where=sa.text('attributed_at IS NULL'), sqlite_where=sa.text('attributed_at IS NULL'))
 
     op.create_table('block_counters',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -403,6 +405,7 @@ def downgrade() -> None:
 
     op.drop_table('block_counters')
     with op.batch_alter_table('reviews', schema=None) as batch_op:
+        batch_op.drop_index('ix_reviews_unattributed', postgresql_where=sa.text('attributed_at IS NULL'), sqlite_where=sa.text('attributed_at IS NULL'))
         batch_op.drop_index('ix_reviews_shop_status')
         batch_op.drop_index('ix_reviews_shop_email')
 
