@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+from datetime import timedelta
 from decimal import Decimal
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, urlsplit
@@ -22,7 +23,16 @@ from okapp.emails.transport import (
     close_connections,
     deliver,
 )
-from okapp.models import EmailTemplate, LineItem, Message, MessageState, Suppression
+from okapp.models import (
+    BlockCounter,
+    EmailTemplate,
+    Enrollment,
+    JourneyStep,
+    LineItem,
+    Message,
+    MessageState,
+    Suppression,
+)
 from okapp.reviews.tokens import read_token
 from tests.factories import (
     NOW,
@@ -155,6 +165,49 @@ def test_tracked_links_count_opens_and_clicks(session, config, client, smtp_sink
     row = session.get(Message, message.id)
     assert (row.opens, row.clicks) == (2, 1)
     assert row.first_opened_at is not None and row.first_clicked_at is not None
+    # The block's counters count people, not pixels: one opened, one clicked.
+    assert _counters(session, message.block_id) == {"opened": 1, "clicked": 1}
+
+
+def _counters(session, block_id) -> dict[str, int]:
+    return {c.name: c.value for c in session.scalars(
+        select(BlockCounter).where(BlockCounter.block_id == block_id))}
+
+
+def test_a_click_without_the_pixel_counts_as_an_open(session, config, client, order_message):
+    message, _order, _products = order_message
+    links = tracking.Links(config.app_url, config.secret_key, message.shop_id, message.recipient,
+                           message_id=message.id)
+    assert client.get(links.click("https://shop.example/a").removeprefix(
+        "http://okapp.test")).status_code == 302
+    session.expire_all()
+    row = session.get(Message, message.id)
+    assert (row.opens, row.clicks) == (1, 1)
+    assert _counters(session, message.block_id) == {"opened": 1, "clicked": 1}
+
+
+def test_not_arrived_link_pushes_the_next_step_back_once(session, config, client, order_message):
+    message, _order, _products = order_message
+    enrollment = message.enrollment
+    due = enrollment.due_at
+    rendered = render_message(session, message, config, NOW)
+    [url] = [line for line in rendered.text.splitlines() if "/e/not-arrived/" in line]
+    path = url.strip().removeprefix("http://okapp.test")
+    page = client.get(path)
+    assert b"It hasn&#39;t arrived yet" in page.data or b"It hasn't arrived yet" in page.data
+    session.expire_all()
+    assert session.get(Enrollment, enrollment.id).due_at == due  # a GET changes nothing
+    assert b"Thanks for letting us know" in client.post(path).data
+    session.expire_all()
+    pushed = session.get(Enrollment, enrollment.id).due_at
+    assert pushed >= due + timedelta(days=7)
+    steps = session.scalars(select(JourneyStep.event).where(
+        JourneyStep.enrollment_id == enrollment.id)).all()
+    assert "not_arrived" in steps
+    client.post(path)  # a second click does not push again
+    session.expire_all()
+    assert session.get(Enrollment, enrollment.id).due_at == pushed
+    assert client.post(path[:-4] + "AAAA").status_code == 404
 
 
 def test_click_tokens_cannot_be_tampered_or_pointed_elsewhere(session, config, client):
@@ -196,6 +249,7 @@ def test_one_click_unsubscribe_suppresses_and_skips_the_pending_reminder(
     assert (suppression.address, suppression.reason) == (order.email, "unsubscribe")
     reminder = session.get(Message, reminder.id)
     assert (reminder.state, reminder.skip_reason) == ("skipped", "unsubscribed")
+    assert _counters(session, reminder_block.id) == {"skipped:unsubscribed": 1}
     assert session.get(Message, message.id).state == "sent"  # history is left alone
 
     # The footer link shows a page that says so; posting again changes nothing.

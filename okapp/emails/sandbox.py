@@ -92,8 +92,10 @@ def check(source: str) -> None:
                                  f"{', '.join(allowed_names())}")
         elif isinstance(node, nodes.Getattr):
             # Only one level: customer.first_name, never customer.first_name.__class__.
-            if not isinstance(node.node, nodes.Name) or (
-                    node.attr not in ALLOWED_VARIABLES.get(node.node.name, ())):
+            if not isinstance(node.node, nodes.Name):
+                raise FieldError(f"'.{node.attr}' is not allowed here; use only "
+                                 f"{', '.join('{{ ' + n + ' }}' for n in allowed_names())}")
+            if node.attr not in ALLOWED_VARIABLES.get(node.node.name, ()):
                 raise FieldError(f"unknown variable {_describe(node)!r}; available: "
                                  f"{', '.join(allowed_names())}")
         elif isinstance(node, nodes.Filter) and node.name not in ALLOWED_FILTERS:

@@ -16,7 +16,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from okapp.emails.suppression import normalize, suppress
-from okapp.models import Message, MessageState
+from okapp.models import Enrollment, Message, MessageState
+from okapp.sequences.journal import bump_one, record
 
 _SALTS = {
     "open": "okapp-email-open",
@@ -123,51 +124,73 @@ def read_not_arrived(secret: str, token: str) -> tuple[int, int]:
         raise InvalidTrackingToken("invalid not-arrived token") from exc
 
 
+def _count(session: Session, message_id: int, now: datetime, total, first_at,
+           counter: str) -> bool:
+    """Add one to a message's total; on the first time, stamp it and bump the block's counter
+    (`opened` / `clicked`) that the sequence page shows. Plain UPDATEs: pixels and clicks arrive
+    concurrently, and only one of them can turn the first-time column from NULL."""
+    first = session.execute(
+        update(Message).where(Message.id == message_id, first_at.is_(None))
+        .values({first_at.key: now}).execution_options(synchronize_session=False)
+    ).rowcount
+    counted = session.execute(
+        update(Message).where(Message.id == message_id).values({total.key: total + 1})
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if first:
+        row = session.execute(
+            select(Enrollment.sequence_id, Message.block_id)
+            .join(Enrollment, Enrollment.id == Message.enrollment_id)
+            .where(Message.id == message_id)).one()
+        bump_one(session, row.sequence_id, row.block_id, counter)
+    return counted > 0
+
+
 def record_open(session: Session, message_id: int, now: datetime) -> bool:
-    """Count an open in one UPDATE (pixels arrive concurrently). False for an unknown message."""
-    result = session.execute(
-        update(Message).where(Message.id == message_id).values(
-            opens=Message.opens + 1,
-            first_opened_at=func.coalesce(Message.first_opened_at, now),
-        )
-    )
-    return result.rowcount > 0
+    """Count an open. False for a message that no longer exists."""
+    return _count(session, message_id, now, Message.opens, Message.first_opened_at, "opened")
 
 
 def record_click(session: Session, message_id: int, now: datetime) -> bool:
-    """Count a click; a click also proves an open when the client blocked the pixel."""
-    result = session.execute(
-        update(Message).where(Message.id == message_id).values(
-            clicks=Message.clicks + 1,
-            first_clicked_at=func.coalesce(Message.first_clicked_at, now),
-        )
-    )
-    if result.rowcount:
-        session.execute(
-            update(Message).where(Message.id == message_id, Message.opens == 0).values(
-                opens=1, first_opened_at=func.coalesce(Message.first_opened_at, now))
-        )
-    return result.rowcount > 0
+    """Count a click; a click also proves an open when the mail client blocked the pixel."""
+    counted = _count(session, message_id, now, Message.clicks, Message.first_clicked_at,
+                     "clicked")
+    if counted and session.scalar(select(Message.opens).where(Message.id == message_id)) == 0:
+        record_open(session, message_id, now)
+    return counted
 
 
 def unsubscribe(session: Session, shop_id: int, address: str, now: datetime) -> int:
-    """Suppress the address for this shop and skip its messages still waiting to go out.
+    """Suppress the address for this shop and skip its messages still waiting to go out, with
+    the reason `unsubscribed` (counted per block and written to each journey). Waiting
+    enrollments are left to the engine: it re-checks suppression before every send.
 
     Returns how many queued messages were skipped. Idempotent: a second call changes nothing.
     """
     address = normalize(address)
     suppress(session, shop_id, address, "unsubscribe", now)
     pending = session.scalars(
-        select(Message.id).where(
+        select(Message).where(
             Message.shop_id == shop_id,
             func.lower(Message.recipient) == address,
             Message.state == MessageState.QUEUED.value,
         )
     ).all()
-    if pending:
-        session.execute(
-            update(Message).where(Message.id.in_(pending),
+    skipped = 0
+    for message in pending:
+        # Conditional: a worker may claim the message between the SELECT and here; then the
+        # send job's own suppression check (it re-reads after claiming) skips it.
+        claimed = session.execute(
+            update(Message).where(Message.id == message.id,
                                   Message.state == MessageState.QUEUED.value)
             .values(state=MessageState.SKIPPED.value, skip_reason=UNSUBSCRIBED)
-        )
-    return len(pending)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if not claimed:
+            continue
+        skipped += 1
+        enrollment = message.enrollment
+        bump_one(session, enrollment.sequence_id, message.block_id, f"skipped:{UNSUBSCRIBED}")
+        record(session, enrollment, None, now, "skipped",
+               "email not sent: the customer unsubscribed")
+    return skipped
