@@ -64,7 +64,8 @@ def shop_from_request() -> Shop | None:
     claims = result.id_token.claims
     domain = api.valid_shop_domain(urlparse(claims.get("dest", "")).hostname)
     issuer = urlparse(claims.get("iss", "")).hostname
-    if domain is None or issuer != domain:
+    named = request.args.get("shop")
+    if domain is None or issuer != domain or (named and api.valid_shop_domain(named) != domain):
         _refuse(result.invalid_token_response)
     g.embedded = True
 
