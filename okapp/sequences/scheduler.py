@@ -25,6 +25,7 @@ from okapp.db import UTCDateTime
 from okapp.models import Enrollment, Message, MessageState
 from okapp.sequences.advance import advance
 from okapp.sequences.journal import bump
+from okapp.sequences.stats import attribute_reviews
 from okapp.sequences.store import load_context, load_travellers, save_outcomes
 
 BATCH_SIZE = 1000
@@ -45,6 +46,7 @@ class TickResult:
     requeued: int = 0  # queued messages whose job had vanished, enqueued again
     resent: int = 0  # `sending` messages never handed to SMTP, queued again
     unknown: int = 0  # `sending` messages interrupted during hand-off, marked failed
+    reviews_credited: int = 0  # new reviews counted in the statistics
     batches: int = 0
 
     def __bool__(self) -> bool:
@@ -123,6 +125,8 @@ def tick(runtime, now: datetime, batch_size: int = BATCH_SIZE) -> TickResult:
             break
     rescue_sending(runtime, now, result)
     requeue_orphans(runtime, now, result)
+    with runtime.session_scope() as session:
+        result.reviews_credited = attribute_reviews(session, now)
     return result
 
 

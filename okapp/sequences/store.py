@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
+from okapp.db import UTCDateTime
 from okapp.emails.suppression import domain_entry
 from okapp.models import (
     Block,
@@ -190,13 +191,55 @@ def message_id_header(enrollment_id: int, block_id: int, shop_id: int, mail_from
     return f"<okapp.{shop_id}.{enrollment_id}.{block_id}@{domain}>"
 
 
+def _naive(moment: datetime | None) -> datetime | None:
+    """UTC without tzinfo, as UTCDateTime stores it (arrays bypass the column type)."""
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment is not None else None
+
+
+# PostgreSQL: one statement per batch with arrays (unnest), whatever the batch size; the
+# statements are plain text, so nothing is compiled per row.
+_PG_UPDATE_ENROLLMENTS = text("""
+    UPDATE enrollments AS e SET block_id = u.block_id, state = u.state, due_at = u.due_at,
+        entered_at = u.entered_at, exit_reason = u.exit_reason, updated_at = :now
+    FROM unnest(CAST(:ids AS int[]), CAST(:blocks AS int[]), CAST(:states AS text[]),
+                CAST(:dues AS timestamp[]), CAST(:entered AS timestamp[]),
+                CAST(:reasons AS text[])) AS u(id, block_id, state, due_at, entered_at, exit_reason)
+    WHERE e.id = u.id""").bindparams(bindparam("now", type_=UTCDateTime()))
+_PG_INSERT_MESSAGES = text("""
+    INSERT INTO messages (shop_id, enrollment_id, block_id, email_template_id, kind, recipient,
+        message_id_header, state, attempts, queued_at, subject, skip_reason, error, opens, clicks)
+    SELECT u.shop_id, u.enrollment_id, u.block_id, u.template_id, u.kind, u.recipient, u.header,
+        'queued', 0, :now, '', '', '', 0, 0
+    FROM unnest(CAST(:shops AS int[]), CAST(:enrollments AS int[]), CAST(:blocks AS int[]),
+                CAST(:templates AS int[]), CAST(:kinds AS text[]), CAST(:recipients AS text[]),
+                CAST(:headers AS text[]))
+         AS u(shop_id, enrollment_id, block_id, template_id, kind, recipient, header)
+    ON CONFLICT (enrollment_id, block_id) DO NOTHING
+    RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()))
+_PG_INSERT_STEPS = text("""
+    INSERT INTO journey_steps (enrollment_id, block_id, at, event, detail)
+    SELECT * FROM unnest(CAST(:enrollments AS int[]), CAST(:blocks AS int[]),
+                         CAST(:ats AS timestamp[]), CAST(:events AS text[]),
+                         CAST(:details AS text[]))""")
+
+
 def save_outcomes(session: Session, travellers: list[Traveller], outcomes: list[Outcome],
                   now: datetime, mail_from: str) -> list[int]:
     """Write outcomes: enrollment rows, new messages (insert-or-skip on their unique key),
     journal steps and counters. Returns the ids of the messages created."""
     changed = [(t, o) for t, o in zip(travellers, outcomes, strict=True) if o.changed]
-    if changed:
-        table = Enrollment.__table__  # Core executemany: one round of UPDATEs, no ORM objects
+    if not changed:
+        return []
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        session.execute(_PG_UPDATE_ENROLLMENTS, {
+            "now": now, "ids": [t.enrollment_id for t, _ in changed],
+            "blocks": [o.block_id for _, o in changed], "states": [o.state for _, o in changed],
+            "dues": [_naive(o.due_at) for _, o in changed],
+            "entered": [_naive(o.entered_at) for _, o in changed],
+            "reasons": [o.exit_reason for _, o in changed]})
+    else:
+        table = Enrollment.__table__  # Core executemany: no ORM objects
         session.execute(
             table.update().where(table.c.id == bindparam("eid")).values(
                 block_id=bindparam("block"), state=bindparam("st"), due_at=bindparam("due"),
@@ -220,15 +263,17 @@ def save_outcomes(session: Session, travellers: list[Traveller], outcomes: list[
             if m.kind == EmailKind.REQUEST.value:
                 requested_orders.add(t.order.id)
     created: list[int] = []
-    if message_rows:
-        dialect = session.get_bind().dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as insert_or_skip
-        else:
-            from sqlalchemy.dialects.sqlite import insert as insert_or_skip
-        chunk = 2000 if dialect == "postgresql" else 400  # SQLite's bound-parameter limit
-        for i in range(0, len(message_rows), chunk):
-            stmt = (insert_or_skip(Message).values(message_rows[i:i + chunk])
+    if message_rows and postgres:
+        created = list(session.scalars(_PG_INSERT_MESSAGES, {
+            "now": now, **{key: [r[col] for r in message_rows] for key, col in (
+                ("shops", "shop_id"), ("enrollments", "enrollment_id"), ("blocks", "block_id"),
+                ("templates", "email_template_id"), ("kinds", "kind"),
+                ("recipients", "recipient"), ("headers", "message_id_header"))}}))
+    elif message_rows:
+        from sqlalchemy.dialects.sqlite import insert as insert_or_skip
+
+        for i in range(0, len(message_rows), 400):  # SQLite's bound-parameter limit
+            stmt = (insert_or_skip(Message).values(message_rows[i:i + 400])
                     .on_conflict_do_nothing(index_elements=["enrollment_id", "block_id"])
                     .returning(Message.id))
             created.extend(session.scalars(stmt).all())
@@ -236,12 +281,18 @@ def save_outcomes(session: Session, travellers: list[Traveller], outcomes: list[
         session.execute(
             update(Order).where(Order.id.in_(requested_orders), Order.review_requested_at.is_(None))
             .values(review_requested_at=now), execution_options={"synchronize_session": False})
-    record_many(session, ({"enrollment_id": t.enrollment_id, "block_id": b, "at": at,
-                           "event": event, "detail": detail}
-                          for t, o in changed for b, at, event, detail in o.steps))
+    steps = [(t.enrollment_id, b, at, event, detail)
+             for t, o in changed for b, at, event, detail in o.steps]
+    if steps and postgres:
+        session.execute(_PG_INSERT_STEPS, {
+            "enrollments": [s[0] for s in steps], "blocks": [s[1] for s in steps],
+            "ats": [_naive(s[2]) for s in steps], "events": [s[3] for s in steps],
+            "details": [s[4] for s in steps]})
+    elif steps:
+        record_many(session, ({"enrollment_id": e, "block_id": b, "at": at, "event": event,
+                               "detail": detail} for e, b, at, event, detail in steps))
     deltas: Counter = Counter()
     for _, o in changed:
         deltas.update(o.counters)  # update() adds, keeping negative deltas
     bump(session, deltas)
     return created
-
