@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
 from sqlalchemy import select
@@ -21,6 +22,13 @@ def domain_entry(address: str) -> str:
     return "*@" + normalize(address).rpartition("@")[2]
 
 
+def hashed_entry(address: str) -> str:
+    """How the suppression of a customer erased on request (GDPR) is kept: still matched, no
+    longer readable. The unsubscribe must outlive the erasure, or their next order would email
+    them again."""
+    return "sha256:" + hashlib.sha256(normalize(address).encode()).hexdigest()
+
+
 def suppression_reason(session: Session, shop_id: int, address: str) -> str | None:
     """Why this address must not be emailed by this shop, or None when it may be."""
     address = normalize(address)
@@ -29,7 +37,7 @@ def suppression_reason(session: Session, shop_id: int, address: str) -> str | No
     row = session.execute(
         select(Suppression.address, Suppression.reason).where(
             Suppression.shop_id == shop_id,
-            Suppression.address.in_([address, domain_entry(address)]),
+            Suppression.address.in_([address, domain_entry(address), hashed_entry(address)]),
         )
     ).first()
     return row.reason if row else None

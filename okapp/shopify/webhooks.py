@@ -8,7 +8,6 @@ Applying is idempotent and order-tolerant: every payload is compared with what i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -19,6 +18,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from okapp.emails.suppression import hashed_entry
 from okapp.models import (
     Enrollment,
     JourneyStep,
@@ -130,11 +130,6 @@ def uninstall(session: Session, shop: Shop, now: datetime) -> str:
     return "uninstalled"
 
 
-def suppression_hash(address: str) -> str:
-    """How an erased customer's suppression is kept: still matchable, no longer readable."""
-    return "sha256:" + hashlib.sha256(address.strip().lower().encode()).hexdigest()
-
-
 def redact_customer(runtime: Runtime, session: Session, shop: Shop, payload: dict) -> str:
     """Erase one customer's personal data from every table (GDPR / `customers/redact`).
 
@@ -191,7 +186,7 @@ def redact_customer(runtime: Runtime, session: Session, shop: Shop, payload: dic
         row = session.scalar(select(Suppression).where(Suppression.shop_id == shop.id,
                                                        Suppression.address == address))
         if row is not None:
-            hashed = suppression_hash(address)
+            hashed = hashed_entry(address)
             exists = session.scalar(select(Suppression.id).where(
                 Suppression.shop_id == shop.id, Suppression.address == hashed))
             if exists:
