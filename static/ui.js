@@ -70,8 +70,23 @@
     });
   });
 
+  // Cancel/close: inside the open modal it closes it; on a full page it is a plain link back.
   document.addEventListener("click", function (event) {
-    if (event.target.closest("[data-modal-close]")) { event.preventDefault(); closeModal(); }
+    if (event.target.closest("[data-modal-close]") && modal().open) {
+      event.preventDefault();
+      closeModal();
+    }
+  });
+
+  // Template picker: the name follows the chosen template until the merchant types their own.
+  document.addEventListener("change", function (event) {
+    const radio = event.target.closest("input[data-default-name]");
+    if (!radio) return;
+    const name = radio.form && radio.form.elements.namedItem("name");
+    if (!name) return;
+    const defaults = Array.from(radio.form.querySelectorAll("input[data-default-name]"))
+      .map(function (r) { return r.dataset.defaultName; });
+    if (!name.value.trim() || defaults.indexOf(name.value) !== -1) name.value = radio.dataset.defaultName;
   });
 
   document.addEventListener("htmx:afterSettle", function (event) {
