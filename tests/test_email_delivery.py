@@ -101,7 +101,9 @@ def test_request_email_as_received_over_smtp(session, config, smtp_sink, order_m
     config.smtp_url = smtp_sink.url
     deliver(config, render_message(session, message, config, NOW))
 
-    [(mail_from, rcpt_tos, _raw)] = smtp_sink.raw()
+    [(mail_from, rcpt_tos, raw)] = smtp_sink.raw()
+    # The raw header, as a mail client reads it: a plain <URL>, never RFC 2047 encoded words.
+    assert re.search(rb"\r\nList-Unsubscribe: <http://okapp\.test/e/u/[\w.-]+>\r\n", raw)
     assert mail_from == config.mail_from and rcpt_tos == [order.email]
     [msg] = smtp_sink.messages()
     assert msg.get_content_type() == "multipart/alternative"

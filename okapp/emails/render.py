@@ -12,14 +12,19 @@ Two layers, so merchant text can never become code:
 
 from __future__ import annotations
 
+import binascii
 import re
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
+from email import message_from_bytes
+from email import policy as email_policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 from typing import Any
+from urllib.parse import urlencode
 
 import mjml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -59,6 +64,11 @@ class NothingToReview(Exception):
     the send job records the message as skipped instead of sending an empty email."""
 
 
+# Headers may be up to 998 characters (RFC 5322). At the default 78, Python encodes a long
+# List-Unsubscribe URL as =?utf-8?q?...?= words, which mail clients do not decode there.
+_HEADER_POLICY = SMTP.clone(max_line_length=998)
+
+
 @dataclass
 class RenderedEmail:
     recipient: str
@@ -72,17 +82,33 @@ class RenderedEmail:
     def message_id(self) -> str:
         return self.headers["Message-ID"]
 
-    def to_message(self) -> EmailMessage:
-        """multipart/alternative: text first, HTML last (the part clients prefer)."""
-        msg = EmailMessage()
-        for name, value in self.headers.items():
-            msg[name] = value
-        msg.set_content(self.text)
-        msg.add_alternative(self.html, subtype="html")
-        return msg
-
     def as_bytes(self) -> bytes:
-        return self.to_message().as_bytes(policy=SMTP)
+        """The message as sent: multipart/alternative, text first and HTML last (the part
+        clients prefer), both UTF-8 quoted-printable, CRLF line ends.
+
+        Assembled here rather than by `email.generator`, whose pure-Python encoders cost more
+        than rendering the email; `to_message()` parses these bytes back for anyone who wants
+        the standard object."""
+        boundary = f"=_okapp_{secrets.token_hex(12)}"
+        lines = [_HEADER_POLICY.header_factory(name, value).fold(policy=_HEADER_POLICY)
+                 for name, value in self.headers.items()]
+        lines.append("MIME-Version: 1.0\r\n")
+        lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n')
+        for subtype, body in (("plain", self.text), ("html", self.html)):
+            lines.append(f"--{boundary}\r\nContent-Type: text/{subtype}; charset=\"utf-8\"\r\n"
+                         "Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+            lines.append(_quoted_printable(body))
+            lines.append("\r\n")
+        lines.append(f"--{boundary}--\r\n")
+        return "".join(lines).encode("ascii")
+
+    def to_message(self) -> EmailMessage:
+        return message_from_bytes(self.as_bytes(), policy=email_policy.default)
+
+
+def _quoted_printable(text: str) -> str:
+    encoded = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), istext=True)
+    return encoded.decode("ascii").replace("\n", "\r\n")
 
 
 @dataclass
@@ -217,17 +243,15 @@ def _template_for(session: Session, shop_id: int, template_id: int | None) -> Em
     return template if template is not None and template.shop_id == shop_id else None
 
 
-def _product_block(config: Config, shop: Shop, order_id: int | None, product: Product,
-                   image_url: str, title: str) -> ProductBlock:
-    if order_id is None:  # a sample: no order to review, links go nowhere harmful
-        page = f"{config.app_url}/"
-        return ProductBlock(title, image_url, page, [(r, page) for r in range(1, 6)])
-    return ProductBlock(
-        title=title, image_url=image_url,
-        review_url=review_url(config.app_url, config.secret_key, shop.id, order_id, product.id),
-        star_urls=[(r, review_url(config.app_url, config.secret_key, shop.id, order_id,
-                                  product.id, r)) for r in range(1, 6)],
-    )
+def _product_block(order_review_url: str | None, product: Product, image_url: str,
+                   title: str, sample_url: str) -> ProductBlock:
+    """One product with its review link and five star links. `order_review_url` is the order's
+    signed review page (made once per email: one signature, not one per star)."""
+    if order_review_url is None:  # a sample: no order to review, links go nowhere harmful
+        return ProductBlock(title, image_url, sample_url, [(r, sample_url) for r in range(1, 6)])
+    link = f"{order_review_url}?{urlencode({'product': product.id})}"
+    return ProductBlock(title, image_url, link,
+                        [(r, f"{link}&{urlencode({'rating': r})}") for r in range(1, 6)])
 
 
 def _order_products(session: Session, shop: Shop, order: Order, kind: str) -> list[tuple]:
@@ -254,6 +278,7 @@ def render_message(session: Session, message: Message, config: Config,
     products = _order_products(session, shop, order, kind)
     if not products:
         raise NothingToReview(f"order {order.name} has no reviewable products")
+    order_page = review_url(config.app_url, config.secret_key, shop.id, order.id)
     content = Content(
         kind=kind, locale=locale, fields=merchant_fields(template, kind, locale),
         variables=sandbox.Variables(order.customer_first_name, order.customer_last_name,
@@ -261,9 +286,9 @@ def render_message(session: Session, message: Message, config: Config,
         shop=shop,
         brand_color=_color(template.brand_color if template else "", shop.setting("brand_color")),
         logo_url=(template.logo_url if template else "") or shop.setting("logo_url"),
-        products=[_product_block(config, shop, order.id, p, img, title)
+        products=[_product_block(order_page, p, img, title, "")
                   for p, img, title in products],
-        button_url=review_url(config.app_url, config.secret_key, shop.id, order.id),
+        button_url=order_page,
         links=Links(config.app_url, config.secret_key, shop.id, message.recipient,
                     message_id=message.id, enrollment_id=enrollment.id),
     )
@@ -294,7 +319,8 @@ def render_sample(session: Session, shop: Shop, kind: str, fields: dict[str, str
         shop=shop,
         brand_color=_color(brand_color, shop.setting("brand_color")),
         logo_url=logo_url or shop.setting("logo_url"),
-        products=[_product_block(config, shop, None, p, p.image_url, p.title) for p in products],
+        products=[_product_block(None, p, p.image_url, p.title, f"{config.app_url}/")
+                  for p in products],
         button_url=f"{config.app_url}/",
         links=Links(config.app_url, config.secret_key, shop.id, recipient),
     )

@@ -8,10 +8,11 @@ Recording functions take a session and `now`; the views in okapp.views.tracking 
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from datetime import datetime
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, Signer, URLSafeSerializer
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -62,12 +63,15 @@ class Links:
         self.address = address
         self.message_id = message_id
         self.enrollment_id = enrollment_id
+        self._click_signer: Signer | None = None
 
     def click(self, url: str) -> str:
         if self.message_id is None:
             return url
-        token = _serializer(self.secret, "click").dumps({"m": self.message_id, "u": url})
-        return f"{self.app_url}/e/c/{token}"
+        if self._click_signer is None:
+            self._click_signer = _click_signer(self.secret)
+        payload = f"{self.message_id}.{base64.urlsafe_b64encode(url.encode()).decode().rstrip('=')}"
+        return f"{self.app_url}/e/c/{self._click_signer.sign(payload).decode()}"
 
     def open_pixel(self) -> str | None:
         if self.message_id is None:
@@ -94,11 +98,19 @@ def read_open(secret: str, token: str) -> int:
     return message_id
 
 
+def _click_signer(secret: str) -> Signer:
+    # An email holds some 30 click links: a bare signature over "<message id>.<base64 URL>"
+    # costs a fraction of a JSON serializer's, and is just as impossible to forge.
+    return Signer(secret, salt=_SALTS["click"])
+
+
 def read_click(secret: str, token: str) -> tuple[int, str]:
-    data = _load(secret, "click", token)
     try:
-        message_id, url = int(data["m"]), str(data["u"])
-    except (KeyError, TypeError, ValueError) as exc:
+        payload = _click_signer(secret).unsign(token).decode()
+        raw_id, _, encoded = payload.partition(".")
+        message_id = int(raw_id)
+        url = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+    except (BadSignature, ValueError, UnicodeDecodeError) as exc:
         raise InvalidTrackingToken("invalid click token") from exc
     if not url.startswith(("https://", "http://")):
         raise InvalidTrackingToken("invalid click token")
