@@ -296,3 +296,14 @@ def test_media_is_served_with_safe_headers(client, session, config, order, token
     (config.media_root / "reviews" / "planted.html").write_text("<script>x</script>")
     for path in ("reviews/planted.html", "../okapp.db", "reviews/../../okapp.db", "nope.jpg"):
         assert client.get(f"/media/{path}").status_code == 404
+
+
+def test_a_request_over_the_upload_cap_is_refused_whole(app, client, session, config, order,
+                                                         token):
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    boots, _ = products(order, session)
+    response = post(client, token, {f"rating-{boots.id}": "5"}, {f"media-{boots.id}": [
+        ("big.png", files.photo("PNG", size=(400, 400)) + b"\0" * 100_000)]})
+    assert response.status_code == 413
+    assert "too large to send together" in response.get_data(as_text=True)
+    assert review_count(session) == 0 and media_files(config) == []
