@@ -73,6 +73,8 @@ def lookback_import(sequence_id: int) -> dict:
             session.execute(update(Sequence).where(Sequence.id == sequence_id).values(**values))
 
     try:
+        # The engine decides what is reviewable from the catalogue: have it current first.
+        sync.import_products(runtime, shop_id, client)
         progress(lookback_total=sync.count_orders(client, query))
         seen = sync.import_orders(runtime, shop_id, query, now, client=client,
                                   on_page=lambda done: progress(lookback_done=done))
