@@ -1,0 +1,68 @@
+"""A real SMTP server (aiosmtpd) whose answers a test can change while mail flows."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+from aiosmtpd.controller import Controller
+
+
+class FaultySmtp:
+    """Modes: `ok`; `421` / `451` (every recipient deferred); `timeout` (DATA hangs).
+    `reject` holds addresses answered 550 whatever the mode."""
+
+    def __init__(self, port: int = 0, hang_seconds: float = 30):
+        self.messages: list[EmailMessage] = []
+        self.mode = "ok"
+        self.reject: set[str] = set()
+        self.hang_seconds = hang_seconds
+        self.attempts = 0
+        self._lock = threading.Lock()
+        self.controller = Controller(self, hostname="127.0.0.1", port=port or _free_port())
+
+    @property
+    def port(self) -> int:
+        return self.controller.port
+
+    def start(self) -> FaultySmtp:
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        with self._lock:
+            self.attempts += 1
+        if self.mode == "421":
+            return "421 4.7.0 Service not available, try again later"
+        if self.mode == "451":
+            return "451 4.3.0 Temporary local problem, try again later"
+        if address.lower() in self.reject:
+            return "550 5.1.1 Recipient address rejected: no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.mode == "timeout":
+            await asyncio.sleep(self.hang_seconds)
+            return "451 4.4.2 Timed out"
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        with self._lock:
+            self.messages.append(message)
+        return "250 Message accepted for delivery"
+
+    def message_ids(self) -> list[str]:
+        with self._lock:
+            return [m["Message-ID"] for m in self.messages]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
