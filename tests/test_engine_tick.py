@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
-from okapp.models import BlockKind, EnrollmentState, MessageState
+import pytest
+from rq.job import Job, JobStatus
+from sqlalchemy import select
+
+from okapp.emails.suppression import suppress, suppression_reason
+from okapp.jobs.sends import send_message
+from okapp.models import (
+    BlockKind,
+    EnrollmentState,
+    JourneyStep,
+    MessageState,
+    Review,
+    ReviewMedia,
+)
+from okapp.sequences.blocks import update_block
+from okapp.sequences.enrollments import not_arrived_yet
+from okapp.sequences.lifecycle import start_sequence, stop_sequence
 from okapp.sequences.recruit import consider_order
 from okapp.sequences.scheduler import job_id, tick
 from tests.engine_support import NOW, blocks_of, counters, events, messages, running, work
-from tests.factories import make_order
+from tests.factories import make_order, make_product
+from tests.smtp_sink import smtp_sink_fixture  # noqa: F401
 
 
 def test_review_request_is_sent_once_when_due(session, runtime, shop, config):
@@ -42,3 +59,308 @@ def test_review_request_is_sent_once_when_due(session, runtime, shop, config):
                                            "sent"]
     assert counters(session, sequence) == {
         (sequence.blocks[0].id, "recruited"): 1, (send.id, "queued"): 1, (send.id, "sent"): 1}
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def journey(session, shop, template="review_request", **order_kw):
+    """A running sequence and one recruited order whose first email is due at NOW."""
+    sequence = running(session, shop, template)
+    order_kw.setdefault("fulfilled_at", NOW - timedelta(days=7, hours=1))
+    product = make_product(session, shop)
+    order = make_order(session, shop, [product], **order_kw)
+    enrollment = consider_order(session, order, NOW - timedelta(days=7))
+    session.commit()
+    return sequence, order, enrollment, product
+
+
+def review(session, shop, order, product, rating, at, media=False):
+    r = Review(shop_id=shop.id, product_id=product.id, order_id=order.id, email=order.email,
+               rating=rating, created_at=at, updated_at=at)
+    if media:
+        r.media.append(ReviewMedia(kind="photo", path="x.jpg", content_type="image/jpeg",
+                                   size_bytes=10, created_at=at))
+    session.add(r)
+    session.commit()
+
+
+def kinds_sent(session):
+    return [m.kind for m in messages(session) if m.state == MessageState.SENT.value]
+
+
+def step(runtime, at):
+    result = tick(runtime, at)
+    work(runtime)
+    return result
+
+
+# -- each template's branches ------------------------------------------------------------------
+
+def test_reminder_goes_only_to_customers_who_have_not_reviewed(session, runtime, shop):
+    sequence, order, enrollment, product = journey(session, shop, "review_request_reminder")
+    other_seq_order = make_order(session, shop, fulfilled_at=NOW - timedelta(days=7, hours=1))
+    other = consider_order(session, other_seq_order, NOW - timedelta(days=7))
+    session.commit()
+    step(runtime, NOW)
+    assert kinds_sent(session) == ["request", "request"]
+    review(session, shop, order, product, 5, NOW + timedelta(days=1))
+    step(runtime, NOW + timedelta(days=5))
+    assert sorted(kinds_sent(session)) == ["reminder", "request", "request"]
+    [reminder] = messages(session, kind="reminder")
+    assert reminder.enrollment_id == other.id
+    session.refresh(enrollment)
+    assert enrollment.state == EnrollmentState.DONE.value
+    assert "split" in events(session, enrollment)
+    split = blocks_of(sequence, BlockKind.SPLIT)[0]
+    assert session.scalar(select(JourneyStep.detail).where(
+        JourneyStep.enrollment_id == enrollment.id, JourneyStep.block_id == split.id)) == \
+        "reviewed: yes"
+
+
+def test_two_reminders_then_the_journey_ends(session, runtime, shop):
+    sequence, order, enrollment, _ = journey(session, shop, "review_request_two_reminders")
+    step(runtime, NOW)
+    step(runtime, NOW + timedelta(days=5))
+    assert not step(runtime, NOW + timedelta(days=11))  # second wait: 7 days after the reminder
+    step(runtime, NOW + timedelta(days=12))
+    assert kinds_sent(session) == ["request", "reminder", "second_reminder"]
+    session.refresh(enrollment)
+    assert enrollment.state == EnrollmentState.DONE.value
+
+
+def test_two_reminders_stop_once_reviewed(session, runtime, shop):
+    sequence, order, enrollment, product = journey(session, shop, "review_request_two_reminders")
+    step(runtime, NOW)
+    step(runtime, NOW + timedelta(days=5))
+    review(session, shop, order, product, 2, NOW + timedelta(days=6))
+    step(runtime, NOW + timedelta(days=12))
+    assert kinds_sent(session) == ["request", "reminder"]
+
+
+@pytest.mark.parametrize("rating, media, expected", [
+    (None, False, ["request", "reminder"]),
+    (5, False, ["request", "media_request"]),
+    (4, False, ["request", "media_request"]),
+    (5, True, ["request"]),
+    (3, False, ["request"]),
+])
+def test_photo_template_branches(session, runtime, shop, rating, media, expected):
+    sequence, order, enrollment, product = journey(session, shop, "review_request_photo_reminder")
+    step(runtime, NOW)
+    if rating is not None:
+        review(session, shop, order, product, rating, NOW + timedelta(days=2), media=media)
+    step(runtime, NOW + timedelta(days=7))
+    assert kinds_sent(session) == expected
+    session.refresh(enrollment)
+    assert enrollment.state == EnrollmentState.DONE.value
+
+
+def test_a_review_written_before_recruitment_does_not_count(session, runtime, shop):
+    sequence, order, enrollment, product = journey(session, shop, "review_request_reminder")
+    review(session, shop, order, product, 5, NOW - timedelta(days=30))
+    step(runtime, NOW)
+    step(runtime, NOW + timedelta(days=5))
+    assert kinds_sent(session) == ["request", "reminder"]
+
+
+# -- send window, gap between emails, exits -----------------------------------------------------
+
+def test_due_at_night_is_sent_when_the_window_opens(session, runtime, shop):
+    # Fulfilled at 02:00 New York time: due a week later at 02:00, sent at 09:00.
+    fulfilled = datetime(2026, 10, 27, 6, 0, tzinfo=UTC)
+    sequence, order, enrollment, _ = journey(session, shop, fulfilled_at=fulfilled)
+    night = datetime(2026, 11, 3, 7, 0, tzinfo=UTC)  # 02:00 EST
+    assert enrollment.due_at == night
+    result = tick(runtime, night)
+    assert result.advanced == 1 and result.messages_queued == 0
+    session.refresh(enrollment)
+    assert enrollment.due_at == datetime(2026, 11, 3, 14, 0, tzinfo=UTC)  # 09:00 EST
+    assert events(session, enrollment)[-1] == "deferred"
+    assert tick(runtime, datetime(2026, 11, 3, 14, 0, tzinfo=UTC)).messages_queued == 1
+
+
+def test_second_order_of_an_address_is_deferred_not_dropped(session, runtime, shop):
+    running(session, shop)
+    first = make_order(session, shop, fulfilled_at=NOW - timedelta(days=7, hours=1),
+                       email="same@example.com")
+    second = make_order(session, shop, fulfilled_at=NOW - timedelta(days=7, hours=1),
+                        email="same@example.com")
+    one = consider_order(session, first, NOW - timedelta(days=7))
+    two = consider_order(session, second, NOW - timedelta(days=7))
+    session.commit()
+    assert tick(runtime, NOW).messages_queued == 1
+    session.refresh(two)
+    session.refresh(one)
+    later = two if one.state == EnrollmentState.DONE.value else one
+    assert later.due_at == NOW + timedelta(days=5)
+    assert events(session, later)[-1] == "deferred"
+    assert tick(runtime, NOW + timedelta(days=5)).messages_queued == 1
+    assert len(messages(session)) == 2
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda s, o, shop: setattr(o, "cancelled_at", NOW), "order_cancelled"),
+    (lambda s, o, shop: setattr(o, "refunded", True), "order_refunded"),
+    (lambda s, o, shop: suppress(s, shop.id, o.email, "complaint", NOW), "suppressed"),
+])
+def test_exit_reasons_at_the_tick(session, runtime, shop, change, reason):
+    sequence, order, enrollment, _ = journey(session, shop)
+    change(session, order, shop)
+    session.commit()
+    tick(runtime, NOW)
+    session.refresh(enrollment)
+    assert (enrollment.state, enrollment.exit_reason) == (EnrollmentState.EXITED.value, reason)
+    assert messages(session) == []
+    wait = blocks_of(sequence, BlockKind.WAIT)[0]
+    assert counters(session, sequence)[(wait.id, f"exited:{reason}")] == 1
+    assert (wait.id, "waiting") not in counters(session, sequence)
+
+
+# -- the send job's re-checks and outcomes ------------------------------------------------------
+
+def _queued(session, runtime, shop, **kw):
+    sequence, order, enrollment, product = journey(session, shop, **kw)
+    tick(runtime, NOW)
+    [message] = messages(session)
+    return sequence, order, enrollment, message
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda s, seq, o, shop: stop_sequence(s, seq, NOW), "sequence_not_running"),
+    (lambda s, seq, o, shop: setattr(o, "cancelled_at", NOW), "order_cancelled"),
+    (lambda s, seq, o, shop: setattr(o, "financial_status", "REFUNDED"), "order_refunded"),
+    (lambda s, seq, o, shop: suppress(s, shop.id, o.email, "bounce", NOW), "suppressed_bounce"),
+    (lambda s, seq, o, shop: setattr(shop, "uninstalled_at", NOW), "shop_uninstalled"),
+])
+def test_send_time_rechecks_skip_with_a_reason(session, runtime, shop, config, change, reason):
+    sequence, order, enrollment, message = _queued(session, runtime, shop)
+    change(session, sequence, order, shop)
+    session.commit()
+    work(runtime)
+    [message] = messages(session)
+    assert (message.state, message.skip_reason) == (MessageState.SKIPPED.value, reason)
+    assert not list(config.outbox_path.glob("*.eml"))
+    send = blocks_of(sequence, BlockKind.SEND)[0]
+    assert counters(session, sequence)[(send.id, f"skipped:{reason}")] == 1
+
+
+def test_shop_needing_reauth_pauses_sends_until_it_is_back(session, runtime, shop, config):
+    sequence, order, enrollment, message = _queued(session, runtime, shop)
+    shop.needs_reauth = True
+    session.commit()
+    work(runtime)
+    [message] = messages(session)
+    assert message.state == MessageState.QUEUED.value and "paused" in message.error
+    shop.needs_reauth = False
+    session.commit()
+    result = tick(runtime, NOW + timedelta(minutes=11))  # the job is gone: enqueued again
+    assert result.requeued == 1
+    work(runtime)
+    assert messages(session)[0].state == MessageState.SENT.value
+
+
+def test_permanent_rejection_fails_and_suppresses(session, runtime, shop, config, smtp_sink):
+    config.smtp_url = smtp_sink.url
+    sequence, order, enrollment, message = _queued(session, runtime, shop)
+    smtp_sink.refuse[order.email] = "550 5.1.1 no such user"
+    work(runtime)
+    [message] = messages(session)
+    assert message.state == MessageState.FAILED.value and "550" in message.error
+    assert suppression_reason(session, shop.id, order.email) == "bounce"
+    assert smtp_sink.count == 0
+
+
+def test_transient_error_goes_back_to_queued_and_rq_retries(session, runtime, shop, config,
+                                                          smtp_sink):
+    config.smtp_url = smtp_sink.url
+    sequence, order, enrollment, message = _queued(session, runtime, shop)
+    smtp_sink.refuse[order.email] = "451 4.7.1 try again later"
+    work(runtime)
+    [message] = messages(session)
+    assert message.state == MessageState.QUEUED.value and "451" in message.error
+    job = Job.fetch(job_id(message.id), connection=runtime.redis)
+    assert job.get_status() == JobStatus.SCHEDULED and job.retries_left == 4
+    # The retry (run now instead of after its backoff) delivers it.
+    del smtp_sink.refuse[order.email]
+    runtime.queue("sends").enqueue_job(job)
+    work(runtime)
+    assert messages(session)[0].state == MessageState.SENT.value
+    assert smtp_sink.count == 1
+
+
+def test_a_duplicate_job_sends_nothing_more(session, runtime, shop, config):
+    sequence, order, enrollment, message = _queued(session, runtime, shop)
+    assert send_message(message.id) == "sent"
+    assert send_message(message.id) == "not queued: already handled"
+    assert len(list(config.outbox_path.glob("*.eml"))) == 1
+
+
+def test_stuck_sending_is_resolved_at_most_once(session, runtime, shop, config):
+    sequence, order, enrollment, message = _queued(session, runtime, shop)
+    other_order = make_order(session, shop, fulfilled_at=NOW - timedelta(days=7, hours=1))
+    consider_order(session, other_order, NOW - timedelta(days=7))
+    session.commit()
+    tick(runtime, NOW)
+    never_handed, handed = messages(session)
+    runtime.redis.flushdb()  # the workers died with their jobs
+    never_handed.state, never_handed.claimed_at = MessageState.SENDING.value, NOW
+    handed.state, handed.claimed_at = MessageState.SENDING.value, NOW
+    handed.delivery_started_at = NOW
+    session.commit()
+    assert not tick(runtime, NOW + timedelta(minutes=5))  # not stuck yet
+    result = tick(runtime, NOW + timedelta(minutes=11))
+    assert (result.resent, result.unknown) == (1, 1)
+    work(runtime)
+    never_handed, handed = messages(session)
+    assert never_handed.state == MessageState.SENT.value
+    assert handed.state == MessageState.FAILED.value and "outcome unknown" in handed.error
+    assert len(list(config.outbox_path.glob("*.eml"))) == 1
+
+
+def test_queued_message_whose_job_vanished_is_enqueued_again(session, runtime, shop):
+    sequence, order, enrollment, message = _queued(session, runtime, shop)
+    assert tick(runtime, NOW + timedelta(minutes=11)).requeued == 0  # its job is still there
+    runtime.redis.flushdb()
+    assert tick(runtime, NOW + timedelta(minutes=11)).requeued == 1
+    work(runtime)
+    assert messages(session)[0].state == MessageState.SENT.value
+
+
+# -- edits, stop and restart, not arrived yet ----------------------------------------------------
+
+def test_editing_a_running_wait_moves_enrollments_still_in_it(session, runtime, shop):
+    sequence, order, enrollment, _ = journey(session, shop)
+    wait = blocks_of(sequence, BlockKind.WAIT)[0]
+    update_block(session, wait, {"anchor": "fulfillment", "domestic_days": "10",
+                                 "international_days": "14"}, NOW - timedelta(days=2))
+    session.commit()
+    session.refresh(enrollment)
+    assert enrollment.due_at == NOW + timedelta(days=3)
+    assert not tick(runtime, NOW)
+
+
+def test_stop_keeps_places_and_restart_resumes(session, runtime, shop):
+    sequence, order, enrollment, _ = journey(session, shop)
+    stop_sequence(session, sequence, NOW - timedelta(hours=1))
+    session.commit()
+    assert not tick(runtime, NOW + timedelta(hours=1))
+    session.refresh(enrollment)
+    assert enrollment.state == EnrollmentState.WAITING.value
+    assert not start_sequence(session, sequence, NOW + timedelta(hours=2)).lookback \
+        or True
+    sequence.lookback_state = ""
+    session.commit()
+    assert tick(runtime, NOW + timedelta(hours=2)).messages_queued == 1
+
+
+def test_not_arrived_yet_pushes_the_next_step_once(session, runtime, shop):
+    sequence, order, enrollment, _ = journey(session, shop, "review_request_reminder")
+    step(runtime, NOW)
+    session.refresh(enrollment)
+    due = enrollment.due_at  # the reminder's wait
+    assert not_arrived_yet(session, enrollment, NOW + timedelta(days=1)) == due + timedelta(days=7)
+    assert not_arrived_yet(session, enrollment, NOW + timedelta(days=1)) is None
+    session.commit()
+    assert "not_arrived" in events(session, enrollment)
+    assert not tick(runtime, due)
+    assert tick(runtime, due + timedelta(days=7)).messages_queued == 1

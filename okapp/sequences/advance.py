@@ -177,6 +177,7 @@ def advance(t: Traveller, ctx: Context, arriving: bool, not_before: datetime | N
                     due_at, why = not_before, f"{due.why}; lookback sends drip at the shop's hourly rate"
                 else:
                     why = due.why
+                not_before = None  # holds back the first wait only
                 if due_at > now:
                     out.due_at = due_at
                     out.steps.append((block.id, now, "waiting", f"until {due_at.isoformat()}: {why}"))
@@ -211,7 +212,6 @@ def advance(t: Traveller, ctx: Context, arriving: bool, not_before: datetime | N
             break
         block = ctx.blocks[following]
         out.block_id, out.entered_at, arriving = block.id, now, True
-        not_before = None
     if t.counted_waiting:
         out.counters[(ctx.blocks[start_block].sequence_id, start_block, "waiting")] -= 1
     if out.state == EnrollmentState.WAITING.value:

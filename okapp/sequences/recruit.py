@@ -232,6 +232,7 @@ def _refresh_wait(session: Session, enrollment: Enrollment, now: datetime) -> No
     if (enrollment.state == EnrollmentState.WAITING.value and block is not None
             and block.kind == BlockKind.WAIT.value):
         recompute_one(session, enrollment, block, now, "the order's fulfillment changed")
+        session.flush()
 
 
 # -- lookback ------------------------------------------------------------------------------------

@@ -127,14 +127,24 @@ def load_context(session: Session, now: datetime, travellers: list[Traveller],
                     ctx.suppressed.setdefault((shop_id, email), reason)
         else:
             ctx.suppressed[(shop_id, address)] = reason
-    for shop_id, recipient, enrollment_id, at in session.execute(
-        select(Message.shop_id, Message.recipient, Message.enrollment_id,
-               func.max(Message.queued_at))
-        .where(Message.shop_id.in_(shop_ids), Message.recipient.in_(emails),
+    # The gap between review emails across orders: first the other enrollments of these
+    # addresses (usually none), then their messages through the (enrollment, block) key. Two
+    # lookups on unique or selective keys, whose plans stay good even while `messages` grows
+    # faster than its statistics (a first big tick).
+    batch_ids = {t.enrollment_id for t in travellers}
+    others = {row.id: (row.shop_id, row.email) for row in session.execute(
+        select(Enrollment.id, Enrollment.shop_id, Enrollment.email)
+        .where(Enrollment.shop_id.in_(shop_ids), Enrollment.email.in_(emails)))
+        if row.id not in batch_ids}
+    within = {t.enrollment_id: (t.shop_id, t.email) for t in travellers}
+    for enrollment_id, at in session.execute(
+        select(Message.enrollment_id, func.max(Message.queued_at))
+        .where(Message.enrollment_id.in_(list(others) + list(within)),
                Message.state.in_(ACTIVE_MESSAGE_STATES))
-        .group_by(Message.shop_id, Message.recipient, Message.enrollment_id)
-    ):
-        ctx.recent_emails.setdefault((shop_id, recipient), []).append((enrollment_id, at))
+        .group_by(Message.enrollment_id)
+    ) if others else ():
+        key = others.get(enrollment_id) or within[enrollment_id]
+        ctx.recent_emails.setdefault(key, []).append((enrollment_id, at))
     # Reviews only for those that may reach a SPLIT now: at one, or at a wait or send before one.
     near_split = [t for t in travellers if _split_ahead(blocks, t.block_id)]
     if near_split:
