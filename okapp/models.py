@@ -445,6 +445,7 @@ class Review(Base):
         _enum_check("status", ReviewStatus),
         Index("ix_reviews_shop_email", "shop_id", "email"),
         Index("ix_reviews_shop_status", "shop_id", "status"),
+        Index("ix_reviews_shop_created", "shop_id", "created_at"),  # the Reviews page, newest first
         # The scheduler credits new reviews to the email that asked for them (statistics).
         Index("ix_reviews_unattributed", "id", postgresql_where=text("attributed_at IS NULL"),
               sqlite_where=text("attributed_at IS NULL")),

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-04 15:41:45.877001
+Create Date: 2026-12-04 15:50:59.737201
 """
 from alembic import op
 import sqlalchemy as sa
@@ -256,6 +256,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('order_id', 'product_id', name=op.f('uq_reviews_order_id_product_id'))
     )
     with op.batch_alter_table('reviews', schema=None) as batch_op:
+        batch_op.create_index('ix_reviews_shop_created', ['shop_id', 'created_at'], unique=False)
         batch_op.create_index('ix_reviews_shop_email', ['shop_id', 'email'], unique=False)
         batch_op.create_index('ix_reviews_shop_status', ['shop_id', 'status'], unique=False)
         batch_op.create_index('ix_reviews_unattributed', ['id'], unique=False, postgresql_where=sa.text('attributed_at IS NULL'), sqlite_where=sa.text('attributed_at IS NULL'))
@@ -408,6 +409,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_reviews_unattributed', postgresql_where=sa.text('attributed_at IS NULL'), sqlite_where=sa.text('attributed_at IS NULL'))
         batch_op.drop_index('ix_reviews_shop_status')
         batch_op.drop_index('ix_reviews_shop_email')
+        batch_op.drop_index('ix_reviews_shop_created')
 
     op.drop_table('reviews')
     with op.batch_alter_table('recruit_skips', schema=None) as batch_op:
