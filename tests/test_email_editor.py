@@ -187,3 +187,19 @@ def test_another_shops_email_is_not_found(merchant, session, request_email):
     assert merchant.post(f"/emails/{their_id}", data=_form()).status_code == 404
     assert merchant.get(f"/emails/tools/preview?email_template_id={their_id}").status_code == 404
     assert session.scalar(select(EmailTemplate.name).where(EmailTemplate.id == their_id))
+
+
+def test_development_outbox_shows_what_was_written(merchant, session, shop, config,
+                                                   request_email):
+    config.smtp_url = ""
+    response = merchant.post(f"/emails/{request_email.id}/test", headers=HX,
+                             data=_form(subject="Outbox check", test_to="me@merchant.example"))
+    assert response.status_code == 200
+    [eml] = list(config.outbox_path.glob("*.eml"))
+    listing = merchant.get("/emails/outbox").get_data(as_text=True)
+    assert "[Test] Outbox check" in listing and "me@merchant.example" in listing
+    one = merchant.get(f"/emails/outbox/{eml.name}").get_data(as_text=True)
+    assert "List-Unsubscribe-Post" in one and "<iframe" in one and "sandbox" in one
+    assert merchant.get("/emails/outbox/..%2F..%2Fokapp.db").status_code == 404
+    config.smtp_url = "smtp://127.0.0.1:1"
+    assert merchant.get("/emails/outbox").status_code == 404  # only without SMTP

@@ -4,7 +4,12 @@ and the Preview / Send Test tools of the SEND block modal."""
 from __future__ import annotations
 
 import json
+import re
 import time
+from email import message_from_bytes
+from email import policy as email_policy
+from email.parser import BytesHeaderParser
+from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, g, redirect, request, url_for
 from sqlalchemy import func, select
@@ -58,7 +63,9 @@ def index():
                func.count(Message.first_clicked_at).label("clicked"))
         .where(Message.shop_id == g.shop.id, Message.state == MessageState.SENT.value)
         .group_by(Message.email_template_id))}
-    return render("emails/index.html", emails=emails, stats=stats)
+    config = current_app.config["OKAPP"]
+    return render("emails/index.html", emails=emails, stats=stats,
+                  has_outbox=not (config.is_production or config.smtp_url))
 
 
 def _editor_context(template: EmailTemplate, values: dict, errors: dict | None = None) -> dict:
@@ -195,3 +202,45 @@ def tool_preview():
 def tool_test():
     template = _chosen_template()
     return _send_test(template, editor.form_values(template, copy.pick_locale("", g.shop.locale)))
+
+
+# -- the development outbox: with no SMTP_URL, every email is a file; this page shows them ------
+
+_OUTBOX_NAME = re.compile(r"^\d+-[0-9a-f]{8}\.eml$")
+
+
+def _outbox() -> Path:
+    config = current_app.config["OKAPP"]
+    if config.is_production or config.smtp_url:
+        abort(404)
+    return Path(config.outbox_path)
+
+
+@bp.get("/outbox")
+@merchant_required
+def outbox():
+    folder = _outbox()
+    names = sorted((p.name for p in folder.glob("*.eml") if _OUTBOX_NAME.match(p.name)),
+                   reverse=True)[:200] if folder.is_dir() else []
+    mails = []
+    for name in names:
+        with open(folder / name, "rb") as fh:
+            headers = BytesHeaderParser(policy=email_policy.default).parse(fh)
+        mails.append({"name": name, "to": headers["To"], "subject": headers["Subject"],
+                      "date": headers["Date"]})
+    return render("emails/outbox.html", mails=mails, folder=folder)
+
+
+@bp.get("/outbox/<name>")
+@merchant_required
+def outbox_message(name: str):
+    if not _OUTBOX_NAME.match(name):
+        abort(404)
+    path = _outbox() / name
+    if not path.is_file():
+        abort(404)
+    msg = message_from_bytes(path.read_bytes(), policy=email_policy.default)
+    html_part, text_part = msg.get_body(("html",)), msg.get_body(("plain",))
+    return render("emails/outbox_message.html", msg=msg, name=name,
+                  html=html_part.get_content() if html_part else "",
+                  text=text_part.get_content() if text_part else "")
