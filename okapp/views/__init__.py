@@ -59,9 +59,11 @@ def init_app(app: Flask) -> None:
     from okapp.views import reviews
 
     app.register_blueprint(reviews.bp)
-    from okapp.views import tracking
+    from okapp.views import emails, settings, tracking
 
     app.register_blueprint(tracking.bp)
+    app.register_blueprint(emails.bp)
+    app.register_blueprint(settings.bp)
     from okapp.views import shopify_auth, webhooks
 
     app.register_blueprint(shopify_auth.bp)
