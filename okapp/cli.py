@@ -130,5 +130,28 @@ def shopify_sim(host, port, app_url, shops, orders, products, access_ttl, restor
     sim.serve_forever(host, port)
 
 
+@main.command()
+@click.argument("shop_domain")
+@click.argument("order_name")
+def explain(shop_domain, order_name):
+    """Print the journey of one order: recruited or why not, each step, what is due next."""
+    from sqlalchemy import select
+
+    from okapp.models import Shop
+    from okapp.sequences.explain import explain as explain_order
+    from okapp.sequences.explain import find_order
+
+    runtime = _runtime()
+    with runtime.session_scope() as session:
+        shop = session.scalar(select(Shop).where(Shop.domain == shop_domain.strip().lower()))
+        if shop is None:
+            raise click.ClickException(f"no shop {shop_domain!r}")
+        order = find_order(session, shop, order_name)
+        if order is None:
+            raise click.ClickException(f"no order {order_name!r} in {shop.domain}")
+        for line in explain_order(session, order).lines():
+            click.echo(line)
+
+
 if __name__ == "__main__":
     main()

@@ -37,11 +37,22 @@ def set_wait(session, sequence, index, **config):
     return block
 
 
+class BurstWorker(SimpleWorker):
+    """An in-process worker without the command channel: RQ's pubsub thread sleeps up to 60 s
+    in `get_message`, and closing it at the end of a burst can wait for that."""
+
+    def subscribe(self):
+        pass
+
+    def unsubscribe(self):
+        pass
+
+
 def work(runtime) -> int:
     """Run every queued send job in this process; returns how many jobs ran."""
     queue = runtime.queue("sends")
     before = queue.count
-    SimpleWorker([queue], connection=runtime.redis).work(burst=True)
+    BurstWorker([queue], connection=runtime.redis).work(burst=True)
     return before - queue.count
 
 
