@@ -1,12 +1,18 @@
-"""Applying stored webhooks on the `webhooks` queue, and re-queueing any that were missed."""
+"""Applying stored webhooks on the `webhooks` queue.
+
+The `webhook_events` table is the queue: the endpoint only stores a row and raises a flag in
+Redis; the first flag of a quiet moment enqueues one `drain` job, which takes unprocessed events
+oldest first (row locks with SKIP LOCKED, so several workers share the work) and applies each in
+its own transaction. A failed event records its error and is retried later (`requeue_stale`,
+from the periodic reconciliation) up to MAX_ATTEMPTS times.
+"""
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
 
-from rq import Retry
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from okapp.db import utcnow
 from okapp.models import WebhookEvent
@@ -15,55 +21,71 @@ from okapp.shopify.webhooks import COMPLIANCE_TOPICS, REDACTED_PAYLOAD, apply_ev
 
 log = logging.getLogger(__name__)
 
-RETRY = Retry(max=5, interval=[5, 30, 120, 600, 1800])
+DRAIN_FLAG = "okapp:webhooks:drain-pending"
+DRAIN_FLAG_TTL = 300  # a lost drain job is replaced after this long at the latest
+MAX_ATTEMPTS = 8
 STALE_AFTER = timedelta(minutes=5)
 
 
-def enqueue(runtime: Runtime, event_id: int) -> None:
-    runtime.queue("webhooks").enqueue(
-        process_webhook, event_id, job_id=f"webhook-{event_id}", retry=RETRY,
-        job_timeout=120, result_ttl=0, failure_ttl=7 * 24 * 3600)
+def signal_drain(runtime: Runtime) -> None:
+    """New events are stored: make sure a drain job is on its way (one Redis call when it is)."""
+    if runtime.redis.set(DRAIN_FLAG, "1", nx=True, ex=DRAIN_FLAG_TTL):
+        runtime.queue("webhooks").enqueue(drain, job_timeout=1800, result_ttl=0,
+                                          failure_ttl=7 * 24 * 3600)
 
 
-def process_webhook(event_id: int) -> str:
-    """Apply one stored webhook exactly once; a failure is recorded and retried by RQ."""
+def drain(limit: int | None = None) -> int:
+    """Apply stored events until none is left. Returns how many were handled."""
     runtime = current()
+    # Lowered before looking, so an event stored from now on raises it again: none is missed.
+    runtime.redis.delete(DRAIN_FLAG)
+    skip: set[int] = set()
+    handled = 0
+    while limit is None or handled < limit:
+        event_id = _apply_next(runtime, skip)
+        if event_id is None:
+            return handled
+        handled += 1
+    return handled
+
+
+def _apply_next(runtime: Runtime, skip: set[int]) -> int | None:
     now = utcnow()
     with runtime.session_scope() as session:
-        event = session.get(WebhookEvent, event_id)
-        if event is None or event.processed_at is not None:
-            return "already processed"
+        query = (select(WebhookEvent)
+                 .where(WebhookEvent.processed_at.is_(None),
+                        WebhookEvent.attempts < MAX_ATTEMPTS)
+                 .order_by(WebhookEvent.received_at, WebhookEvent.id).limit(1))
+        if skip:
+            query = query.where(WebhookEvent.id.not_in(skip))
+        event = session.scalar(query.with_for_update(skip_locked=True))
+        if event is None:
+            return None
         event.attempts += 1
-    try:
-        with runtime.session_scope() as session:
-            event = session.get(WebhookEvent, event_id, with_for_update=True)
-            if event.processed_at is not None:
-                return "already processed"
-            outcome = apply_event(runtime, session, event, now)
-            event.processed_at = now
-            event.error = ""
-            if event.topic in COMPLIANCE_TOPICS:
-                event.payload = REDACTED_PAYLOAD  # it names the customer; the work is done
-            return outcome
-    except Exception as exc:
-        with runtime.session_scope() as session:
-            session.execute(update(WebhookEvent).where(WebhookEvent.id == event_id)
-                            .values(error=f"{type(exc).__name__}: {exc}"[:2000]))
-        raise
+        try:
+            with session.begin_nested():
+                outcome = apply_event(runtime, session, event, now)
+        except Exception as exc:  # recorded on the event; retried by a later drain
+            log.warning("webhook %s (%s) failed: %s", event.id, event.topic, exc)
+            event.error = f"{type(exc).__name__}: {exc}"[:2000]
+            skip.add(event.id)
+            return event.id
+        event.processed_at = now
+        event.error = ""
+        if event.topic in COMPLIANCE_TOPICS:
+            event.payload = REDACTED_PAYLOAD  # it names the customer; the work is done
+        log.info("webhook %s (%s): %s", event.id, event.topic, outcome)
+        return event.id
 
 
 def requeue_stale(runtime: Runtime, now=None) -> int:
-    """Events stored but never applied (a lost enqueue, a crashed worker) go back on the queue."""
+    """Events stored a while ago and still not applied (a failure, a lost job): drain again."""
     cutoff = (now or utcnow()) - STALE_AFTER
     with runtime.session_scope() as session:
-        ids = session.scalars(select(WebhookEvent.id).where(
+        waiting = len(session.scalars(select(WebhookEvent.id).where(
             WebhookEvent.processed_at.is_(None), WebhookEvent.received_at < cutoff,
-            WebhookEvent.attempts < 6).limit(1000)).all()
-    queue = runtime.queue("webhooks")
-    for event_id in ids:
-        job = queue.fetch_job(f"webhook-{event_id}")
-        if job is None or job.get_status(refresh=True) in ("failed", "stopped", "canceled", None):
-            if job is not None:
-                job.delete()
-            enqueue(runtime, event_id)
-    return len(ids)
+            WebhookEvent.attempts < MAX_ATTEMPTS).limit(1000)).all())
+    if waiting:
+        runtime.redis.delete(DRAIN_FLAG)
+        signal_drain(runtime)
+    return waiting

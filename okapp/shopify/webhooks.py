@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from okapp.emails.suppression import hashed_entry
@@ -41,18 +42,18 @@ COMPLIANCE_TOPICS = ("customers/data_request", "customers/redact", "shop/redact"
 REDACTED_PAYLOAD = '{"redacted": true}'
 
 
-def store_event(session: Session, *, webhook_id: str, event_id: str, shop_domain: str,
+def store_event(conn: Connection, *, webhook_id: str, event_id: str, shop_domain: str,
                 topic: str, api_version: str, triggered_at: datetime | None, payload: str,
                 received_at: datetime) -> int | None:
     """Insert the delivery unless its webhook id is known; the new row's id, or None if known."""
     values = dict(webhook_id=webhook_id, event_id=event_id, shop_domain=shop_domain, topic=topic,
                   api_version=api_version, triggered_at=triggered_at, payload=payload,
                   received_at=received_at, attempts=0, error="")
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     stmt = (dialect.insert(WebhookEvent).values(**values)
             .on_conflict_do_nothing(index_elements=["webhook_id"])
             .returning(WebhookEvent.id))
-    return session.execute(stmt).scalar()
+    return conn.execute(stmt).scalar()
 
 
 def apply_event(runtime: Runtime, session: Session, event: WebhookEvent, now: datetime) -> str:

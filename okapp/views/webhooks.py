@@ -1,22 +1,60 @@
-"""The webhook endpoint: verify, store once, enqueue, answer — in milliseconds.
+"""The webhook endpoint: verify, store once, signal the worker, answer — in milliseconds.
 
 Shopify signs the raw body; `shopify_app.verify_webhook_req` checks that HMAC (constant-time,
 old secret too during rotation) before anything else is looked at. A bad or missing signature is
 answered 401 and nothing is stored. Every path `shopify.app.toml` declares lands here; the topic
 comes from the signed delivery's headers.
+
+The INSERT runs in autocommit on a pool without pre-ping (one round trip instead of three): a
+dead connection makes this request fail with 500, and Shopify delivers it again. On PostgreSQL
+that pool also commits asynchronously (`synchronous_commit = off`): the commit does not wait for
+the WAL flush, so only a crash of the database server itself (not of the app) could forget the
+last fraction of a second of fulfillment and order events, and those are re-read from Shopify by
+the periodic reconciliation anyway. Events nothing would re-read (the compliance topics and
+`app/uninstalled`) are committed durably on the main pool.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+import threading
 
-from okapp.db import utcnow
+from flask import Blueprint, Response, current_app, request
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from okapp.db import make_engine, utcnow
+from okapp.jobs.webhooks import signal_drain
 from okapp.shopify import api
 from okapp.shopify.tokens import parse_iso
-from okapp.shopify.webhooks import store_event
-from okapp.views import db, runtime
+from okapp.shopify.webhooks import COMPLIANCE_TOPICS, store_event
+from okapp.views import runtime
 
 bp = Blueprint("webhooks", __name__)
+
+# Deliveries that must survive even a database crash: nothing else would bring them back.
+DURABLE_TOPICS = frozenset(COMPLIANCE_TOPICS) | {"app/uninstalled"}
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def _intake_engine(topic: str) -> Engine:
+    if topic in DURABLE_TOPICS:
+        return runtime().engine
+    url = runtime().config.database_url
+    with _engines_lock:
+        if url not in _engines:
+            engine = make_engine(url, pool_pre_ping=False, isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql":
+                event.listen(engine, "connect", _asynchronous_commit)
+            _engines[url] = engine
+        return _engines[url]
+
+
+def _asynchronous_commit(dbapi_conn, _record) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("SET synchronous_commit TO off")
+    cursor.close()
 
 
 @bp.post("/webhooks")
@@ -40,20 +78,17 @@ def receive(_subscription: str = ""):
     shop_domain = api.valid_shop_domain(headers.get("X-Shopify-Shop-Domain"))
     if not topic or not webhook_id or shop_domain is None:
         return Response("Missing webhook headers", status=400)
-    session = db()
     try:
         triggered_at = parse_iso(headers.get("X-Shopify-Triggered-At"))
     except ValueError:
         triggered_at = None
-    event_id = store_event(
-        session, webhook_id=webhook_id[:128], event_id=headers.get("X-Shopify-Event-Id", "")[:128],
-        shop_domain=shop_domain, topic=topic[:64],
-        api_version=headers.get("X-Shopify-API-Version", "")[:16], triggered_at=triggered_at,
-        payload=body, received_at=utcnow(),
-    )
-    session.commit()
-    if event_id is not None:
-        from okapp.jobs.webhooks import enqueue
-
-        enqueue(runtime(), event_id)
+    with _intake_engine(topic).begin() as conn:
+        stored = store_event(
+            conn, webhook_id=webhook_id[:128], event_id=headers.get("X-Shopify-Event-Id", "")[:128],
+            shop_domain=shop_domain, topic=topic[:64],
+            api_version=headers.get("X-Shopify-API-Version", "")[:16], triggered_at=triggered_at,
+            payload=body, received_at=utcnow(),
+        )
+    if stored is not None:
+        signal_drain(runtime())
     return Response(status=200)
