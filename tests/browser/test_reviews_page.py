@@ -1,9 +1,11 @@
-"""A customer on a phone: from the email's star link to a saved review with a photo (375 px)."""
+"""A customer on a phone: from the email's star link to a saved review with a photo (375 px); and
+the merchant moderating it on the Reviews page."""
 
 from __future__ import annotations
 
 import os
 from decimal import Decimal
+from io import BytesIO
 
 from sqlalchemy import select
 
@@ -119,3 +121,38 @@ def test_without_javascript_the_form_still_works(browser, live_server, config, s
     session.expire_all()
     [review] = session.scalars(select(Review)).all()
     assert review.rating == 4 and len(review.media) == 1
+
+
+def test_the_merchant_publishes_and_filters_reviews_in_place(page, live_server, config, session,
+                                                            shop, client):
+    order, boots, socks = _arrange(session, shop)
+    token_url = review_url("", config.secret_key, shop.id, order.id)
+    client.post(token_url, data={
+        f"rating-{boots.id}": "5", f"title-{boots.id}": "<i>Dry</i> feet",
+        f"media-{boots.id}": [(BytesIO(files.photo("JPEG")), "a.jpg")],
+        f"rating-{socks.id}": "2", f"body-{socks.id}": "Itchy."},
+        content_type="multipart/form-data")
+    page.goto("/reviews")
+    counts = page.locator("#review-counts")
+    assert "2\nReviews" in counts.inner_text() and "0\nPublished" in counts.inner_text()
+    assert page.locator(".rv-review").count() == 2
+    boots_review = page.locator(".rv-review", has_text="Dry")
+    assert boots_review.locator("h3").inner_text() == "<i>Dry</i> feet"  # shown as text
+    page.wait_for_function("document.querySelector('.rv-media img').naturalWidth > 0")
+
+    url_before = page.url
+    boots_review.get_by_role("button", name="Publish").click()
+    boots_review.locator(".badge", has_text="Published").wait_for()
+    assert "1\nPublished" in counts.inner_text() and "1\nPending" in counts.inner_text()
+    assert page.url == url_before  # updated in place by htmx, no reload
+
+    page.select_option("#f-status", "published")
+    page.wait_for_url("**status=published")
+    page.locator(".rv-review").nth(1).wait_for(state="detached")
+    assert page.locator(".rv-review").count() == 1
+    if os.environ.get("REVIEW_SCREENSHOTS"):
+        page.screenshot(path=os.path.join(os.environ["REVIEW_SCREENSHOTS"], "admin.png"),
+                        full_page=True)
+    session.expire_all()
+    assert {r.product_id: r.status for r in session.scalars(select(Review))} == {
+        boots.id: "published", socks.id: "pending"}
