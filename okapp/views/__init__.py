@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g, render_template, request
+import json
+
+from flask import Flask, Response, current_app, g, render_template, request
 from sqlalchemy.orm import Session
 
 from okapp.runtime import Runtime
@@ -29,6 +31,14 @@ def render(page: str, fragment: str | None = None, **context):
     """A full page, or only the fragment an htmx request asked for (DESIGN §10)."""
     template = fragment if fragment and is_htmx() else page
     return render_template(template, **context)
+
+
+def with_toast(response, message: str, status: int = 200) -> Response:
+    """The response plus a toast the page shows (static/ui.js listens for the `toast` event)."""
+    if not isinstance(response, Response):
+        response = Response(response, status=status)
+    response.headers["HX-Trigger"] = json.dumps({"toast": message})
+    return response
 
 
 def _close_db(_exc=None) -> None:

@@ -3,7 +3,6 @@ and the Preview / Send Test tools of the SEND block modal."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from email import message_from_bytes
@@ -21,7 +20,7 @@ from okapp.emails.transport import DeliveryError, TransportConfigError, deliver
 from okapp.models import EmailTemplate, Message, MessageState, Product
 from okapp.reviews import ratelimit
 from okapp.sequences.templates import ensure_default_emails
-from okapp.views import db, is_htmx, render, runtime
+from okapp.views import db, is_htmx, render, runtime, with_toast
 from okapp.views.auth import merchant_required
 
 bp = Blueprint("emails", __name__, url_prefix="/emails")
@@ -37,13 +36,6 @@ def _template_or_404(template_id: int) -> EmailTemplate:
     if template is None:
         abort(404)
     return template
-
-
-def _toast(response, message: str, status: int = 200) -> Response:
-    if not isinstance(response, Response):
-        response = Response(response, status=status)
-    response.headers["HX-Trigger"] = json.dumps({"toast": message})
-    return response
 
 
 @bp.get("")
@@ -105,7 +97,7 @@ def save(template_id: int):
     if not is_htmx():
         return redirect(url_for("emails.edit", template_id=template.id, locale=values["locale"]),
                         303)
-    return _toast(render("emails/edit.html", "emails/_form.html",
+    return with_toast(render("emails/edit.html", "emails/_form.html",
                          **_editor_context(template, values)), "Email saved")
 
 
@@ -168,7 +160,7 @@ def _send_test(template: EmailTemplate, values: dict) -> Response:
 
 def _test_result(message: str, ok: bool) -> Response:
     body = render("emails/_test_result.html", "emails/_test_result.html", message=message, ok=ok)
-    return _toast(body, message if ok else "Test not sent", 200 if ok else 422)
+    return with_toast(body, message if ok else "Test not sent", 200 if ok else 422)
 
 
 @bp.post("/<int:template_id>/test")

@@ -3,25 +3,16 @@ blocklist of addresses and domains, with CSV import and export."""
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, Response, g, redirect, request, url_for
 
 from okapp.db import utcnow
 from okapp.emails import settings
-from okapp.views import db, is_htmx, render
+from okapp.views import db, is_htmx, render, with_toast
 from okapp.views.auth import merchant_required
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
 MAX_CSV_BYTES = 5 * 1024 * 1024
-
-
-def _toast(response, message: str) -> Response:
-    if not isinstance(response, Response):
-        response = Response(response)
-    response.headers["HX-Trigger"] = json.dumps({"toast": message})
-    return response
 
 
 def _blocklist_context(query: str = "", error: str = "", entry: str = "", report=None) -> dict:
@@ -56,7 +47,7 @@ def save():
     db().commit()
     if not is_htmx():
         return redirect(url_for("settings.index"), 303)
-    return _toast(_page(settings.current(g.shop)), "Settings saved")
+    return with_toast(_page(settings.current(g.shop)), "Settings saved")
 
 
 def _blocklist(status: int = 200, **context):
@@ -78,7 +69,7 @@ def add_blocked():
     if not is_htmx():
         return redirect(url_for("settings.index"), 303)
     body, _ = _blocklist()
-    return _toast(body, f"{entry} blocked" if added else f"{entry} was already blocked")
+    return with_toast(body, f"{entry} blocked" if added else f"{entry} was already blocked")
 
 
 @bp.post("/blocklist/<int:suppression_id>/delete")
@@ -89,7 +80,7 @@ def remove_blocked(suppression_id: int):
     if not is_htmx():
         return redirect(url_for("settings.index"), 303)
     body, _ = _blocklist()
-    return _toast(body, "Removed from the blocklist" if removed else "Nothing to remove")
+    return with_toast(body, "Removed from the blocklist" if removed else "Nothing to remove")
 
 
 @bp.post("/blocklist/import")
@@ -114,7 +105,7 @@ def import_blocklist():
     if not is_htmx():
         return redirect(url_for("settings.index"), 303)
     body, _ = _blocklist(report=result)
-    return _toast(body, f"{result.added} added to the blocklist")
+    return with_toast(body, f"{result.added} added to the blocklist")
 
 
 @bp.get("/blocklist.csv")
