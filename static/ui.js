@@ -98,6 +98,8 @@
   // (This script is deferred, so the body exists.)
   document.body.addEventListener("modal:close", closeModal);
   document.body.addEventListener("toast", function (event) { showToast(event.detail.value); });
+  // Whole-page navigation asked for by the server (App Bridge's Navigation API inside the admin).
+  document.body.addEventListener("navigate", function (event) { window.open(event.detail.value, "_self"); });
 
   window.okapp = { openModal: openModal, closeModal: closeModal, showToast: showToast };
 })();

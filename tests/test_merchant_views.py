@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from okapp.models import Block, Sequence, SequenceStatus
+from okapp.sequences import stats
+from okapp.sequences.journal import bump
 from okapp.sequences.lifecycle import start_sequence
 from okapp.sequences.templates import TEMPLATES, create_sequence
 from tests.factories import make_order, make_shop
@@ -44,7 +46,7 @@ def test_create_redirects_htmx_to_the_new_sequence(merchant, session, shop):
     response = merchant.post("/sequences", data={"template": "review_request", "name": ""},
                              headers=HX)
     sequence = session.scalar(select(Sequence).where(Sequence.shop_id == shop.id))
-    assert response.headers["HX-Redirect"] == f"/sequences/{sequence.id}"
+    assert response.headers["HX-Trigger"] == f'{{"navigate": "/sequences/{sequence.id}"}}'
     assert sequence.name == "Review Request"  # the template's name when left empty
 
 
@@ -168,3 +170,36 @@ def test_counts_come_back_out_of_band(merchant, session, shop):
     assert 'id="sequence-figures" hx-swap-oob="true"' in body
     for block in sequence.blocks:
         assert f'id="block-{block.id}-counts" hx-swap-oob="true"' in body
+
+
+def test_figures_are_the_sum_of_the_block_counters(merchant, session, shop):
+    sequence = new_sequence(session, shop)
+    recruit, wait, send = (next(b for b in sequence.blocks if b.kind == k)
+                           for k in ("recruit", "wait", "send"))
+    bump(session, {(sequence.id, recruit.id, "recruited"): 1234,
+                   (sequence.id, wait.id, "waiting"): 7, (sequence.id, send.id, "sent"): 1000,
+                   (sequence.id, send.id, "opened"): 400, (sequence.id, send.id, "reviewed"): 100,
+                   (sequence.id, send.id, "skipped:suppressed"): 3})
+    session.commit()
+    assert stats.combined(stats.block_counts(session, sequence).values()) == stats.totals(
+        session, sequence)
+    page = merchant.get(f"/sequences/{sequence.id}").get_data(as_text=True)
+    figures = page[page.index('id="sequence-figures"'):page.index('id="flow"')]
+    for figure in ("1,234", "1,000", "400", "100", "10%"):
+        assert f'<div class="value">{figure}</div>' in figures
+    block = page[page.index(f'id="block-{send.id}-counts"'):]
+    assert "<dd>1,000</dd><dt>sent</dt>" in block and "<dd>3</dd><dt>skipped</dt>" in block
+    listing = merchant.get("/sequences").get_data(as_text=True)
+    assert all(f">{n}</td>" in listing for n in ("1,234", "1,000", "100"))
+
+
+def test_order_lookup_is_scoped_to_the_shop(merchant, session, shop):
+    other = make_shop(session)
+    theirs = make_order(session, other, email="same@example.com")
+    mine = make_order(session, shop, email="same@example.com")
+    session.commit()
+    found = merchant.get("/orders?q=same@example.com", headers=HX).get_data(as_text=True)
+    assert mine.name in found and theirs.name not in found
+    assert "<html" not in found  # the results fragment only
+    assert merchant.get(f"/orders/{theirs.id}").status_code == 404
+    assert merchant.get(f"/orders/{mine.id}").status_code == 200

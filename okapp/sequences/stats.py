@@ -11,7 +11,8 @@ email sent before the review. Reading a sequence page is one indexed query over 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 from sqlalchemy import func, select, update
@@ -106,6 +107,21 @@ def block_counts(session: Session, sequence: Sequence) -> dict[int, Counts]:
         select(BlockCounter.block_id, BlockCounter.name, BlockCounter.value)
         .where(BlockCounter.sequence_id == sequence.id)):
         out.setdefault(block_id, Counts()).add(name, value, block_id in requests)
+    return out
+
+
+def combined(parts: Iterable[Counts]) -> Counts:
+    """The sum of several lines: a sequence's total from its `block_counts`, with no query."""
+    out = Counts()
+    for part in parts:
+        for f in fields(Counts):
+            value = getattr(part, f.name)
+            if isinstance(value, dict):
+                mine = getattr(out, f.name)
+                for key, n in value.items():
+                    mine[key] = mine.get(key, 0) + n
+            else:
+                setattr(out, f.name, getattr(out, f.name) + value)
     return out
 
 

@@ -47,9 +47,11 @@ def _block_or_404(sequence: Sequence, block_id: int) -> Block:
 
 
 def _go_to(url: str):
-    """Navigate the whole page: HX-Redirect for htmx, a plain 303 otherwise."""
+    """Load another page. For htmx, ui.js calls `open(url, "_self")`: inside the admin App Bridge
+    turns that into an in-app navigation with a fresh ID token (a bare location change would not
+    carry one); in the demo it is a plain navigation. Without htmx, a 303."""
     if is_htmx():
-        return Response(status=204, headers={"HX-Redirect": url})
+        return Response(status=204, headers={"HX-Trigger": json.dumps({"navigate": url})})
     return redirect(url, 303)
 
 
@@ -99,12 +101,13 @@ def _flow_item(sequence: Sequence, block: Block):
 
 def _page_context(sequence: Sequence) -> dict:
     items = flow(sequence)
+    counts = stats.block_counts(db(), sequence)
     return {
         "sequence": sequence,
         "flow_items": items,
         "tree": nest(items),
-        "counts": stats.block_counts(db(), sequence),
-        "totals": stats.totals(db(), sequence),
+        "counts": counts,
+        "totals": stats.combined(counts.values()),
         "poll_seconds": COUNTS_POLL_SECONDS,
     }
 
