@@ -33,4 +33,12 @@ def run_forever(runtime: Runtime, interval: float, stop: threading.Event | None 
                 log.info("tick: %s", result)
         except Exception:  # one bad tick must not end the loop; the next one retries
             log.exception("scheduler tick failed")
+        try:
+            # Re-read recent orders from Shopify now and then (missed webhooks); once per
+            # interval across every scheduler, however many run.
+            from okapp.jobs.sync import reconcile_all
+
+            reconcile_all(runtime)
+        except Exception:
+            log.exception("enqueueing the Shopify reconciliation failed")
         stop.wait(interval)
