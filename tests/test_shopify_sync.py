@@ -98,3 +98,32 @@ def test_reconciliation_catches_a_fulfillment_whose_webhook_never_came(client, s
     run_jobs(runtime, "default")
     session.expire_all()
     assert session.scalar(select(Order.fulfilled_at).where(Order.gid == gid)) is not None
+
+
+def test_a_throttled_answer_waits_for_the_bucket_and_retries(client, simulator, session,
+                                                            runtime):
+    from okapp.shopify import queries
+    from okapp.shopify.graphql import AdminClient
+
+    simulator.bucket_size, simulator.restore_rate = 1000.0, 400.0
+    simulator.generate("acme", orders=300, products=3)
+    shop = _shop(client, simulator, session)
+    variables = {"first": 100, "query": None, "sortKey": "UPDATED_AT", "after": None}
+    # Two workers of the same shop: the first drains the bucket, the second does not know it.
+    first, second = (AdminClient(runtime, shop.id, shop.domain) for _ in range(2))
+    first.execute("Orders", queries.ORDERS, variables)
+    first.execute("Orders", queries.ORDERS, variables)
+    throttled_before = simulator.shop("acme").counters["throttled"]
+    data = second.execute("Orders", queries.ORDERS, variables)
+    assert len(data["orders"]["nodes"]) == 100
+    assert simulator.shop("acme").counters["throttled"] > throttled_before
+    assert second.throttle_waits >= 1
+
+
+def test_graphql_errors_name_the_query(client, simulator, session, runtime):
+    from okapp.shopify.graphql import AdminClient, GraphQLError
+
+    simulator.generate("acme", orders=1)
+    shop = _shop(client, simulator, session)
+    with pytest.raises(GraphQLError, match="GraphQL Nonsense failed: Field 'Nonsense'"):
+        AdminClient(runtime, shop.id, shop.domain).execute("Nonsense", "query Nonsense { x }")
