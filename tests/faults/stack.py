@@ -40,7 +40,7 @@ class Stack:
             "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}?starttls=off&timeout={smtp_timeout}",
             "APP_URL": f"http://127.0.0.1:{self.web_port}",
             "SHOPIFY_API_KEY": "fault-client-id",
-            "SHOPIFY_API_SECRET": "fault-client-secret",
+            "SHOPIFY_API_SECRET": "fault-client-secret-0123456789abcdef",
             "SHOPIFY_ADMIN_BASE_URL": f"http://127.0.0.1:{self.sim_port}/{{shop}}",
             **(env or {}),
         }

@@ -261,10 +261,10 @@ def test_two_schedulers_and_four_workers_racing(world_factory):
     """Protection: SKIP LOCKED claims in the tick, the unique (enrollment, block) message key,
     the deterministic job id and the conditional claim in the send job."""
     world = world_factory(workers=4, schedulers=2)
-    orders = world.add_orders(150)
+    orders = world.add_orders(100)
     for order in orders:
         world.fulfill(order)
-    world.wait_settled(len(orders), timeout=240)
+    world.wait_settled(len(orders), timeout=400)
     received = world.check(orders)
     assert sum(received.values()) == EMAILS_PER_ORDER * len(orders)
 
