@@ -359,3 +359,24 @@ def test_outbox_and_dkim(session, config, tmp_path, order_message):
 
     assert dkim.verify(data, dnsfunc=dns)
     assert not dkim.verify(data.replace(b"Boots", b"Boats"), dnsfunc=dns)
+
+
+def test_html_stays_under_gmails_clipping_size(session, config, shop):
+    shop.settings = {"max_products_per_email": 10}
+    products = [make_product(session, shop, title=f"{i} " + "Very long product title " * 20,
+                             price=Decimal(100 - i), image_url=f"https://cdn.example/{i}.jpg")
+                for i in range(10)]
+    order = make_order(session, shop, products=products)
+    template = EmailTemplate(shop_id=shop.id, kind="request", name="Long", fields={"en": {
+        "body": "\n\n".join(["A long paragraph of merchant text. " * 12] * 12)}})
+    session.add(template)
+    session.flush()
+    enrollment = make_enrollment(session, make_sequence(session, shop), order)
+    message = make_message(session, enrollment, email_template_id=template.id)
+    session.commit()
+    rendered = render_message(session, message, config, NOW)
+    # The worst the settings allow (10 products with 500-character titles, a 5,000-character
+    # message, 50 tracked star links) still fits; past it, the cheapest products would go first.
+    assert len(rendered.html.encode()) < MAX_HTML_BYTES
+    assert all(f"{i} Very long" in rendered.html for i in range(10))
+    assert "Unsubscribe" in rendered.html

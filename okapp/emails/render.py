@@ -292,7 +292,18 @@ def render_message(session: Session, message: Message, config: Config,
         links=Links(config.app_url, config.secret_key, shop.id, message.recipient,
                     message_id=message.id, enrollment_id=enrollment.id),
     )
-    return render_content(content, message.recipient, config, now, message.message_id_header)
+    return _within_size(content, message.recipient, config, now, message.message_id_header)
+
+
+def _within_size(content: Content, recipient: str, config: Config, now: datetime,
+                 message_id_header: str | None = None) -> RenderedEmail:
+    """Gmail clips HTML over ~102 KB and hides the rest, footer and unsubscribe link included:
+    drop the cheapest products until the email fits (very long titles, many products)."""
+    rendered = render_content(content, recipient, config, now, message_id_header)
+    while len(rendered.html.encode()) > MAX_HTML_BYTES and len(content.products) > 1:
+        content.products = content.products[:-1]
+        rendered = render_content(content, recipient, config, now, message_id_header)
+    return rendered
 
 
 def sample_products(session: Session, shop: Shop, count: int) -> list[Product]:
@@ -324,4 +335,4 @@ def render_sample(session: Session, shop: Shop, kind: str, fields: dict[str, str
         button_url=f"{config.app_url}/",
         links=Links(config.app_url, config.secret_key, shop.id, recipient),
     )
-    return render_content(content, recipient, config, now)
+    return _within_size(content, recipient, config, now)
