@@ -51,15 +51,8 @@ def test_a_phone_user_reviews_with_a_photo_from_a_star_link(browser, live_server
     # Mobile first: nothing wider than the phone.
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
 
-    # Keyboard: the star radios are one group, arrows move through it.
-    page.focus(f"#rating-{socks.id}-1")
-    page.keyboard.press("Space")
-    page.keyboard.press("ArrowRight")
-    page.keyboard.press("ArrowRight")
-    assert page.locator(f"#rating-{socks.id}-3").is_checked()
-
-    page.get_by_label("Title").first.fill("Dry feet all winter")
-    page.get_by_label("Your review").first.fill("Comfortable <b>from day one</b>.")
+    page.locator(f"#title-{boots.id}").fill("Dry feet all winter")
+    page.locator(f"#body-{boots.id}").fill("Comfortable <b>from day one</b>.")
     photo = tmp_path / "IMG_2041.jpg"
     photo.write_bytes(files.photo("JPEG", size=(1200, 900)))
     page.set_input_files(f"#media-{boots.id}", str(photo))
@@ -67,6 +60,27 @@ def test_a_phone_user_reviews_with_a_photo_from_a_star_link(browser, live_server
     assert preview.count() == 1 and "IMG_2041.jpg" in preview.inner_text()
     page.wait_for_function(
         f"document.querySelector('#media-{boots.id}-previews img').naturalWidth > 0")
+
+    # Words for the socks but no stars: refused, everything typed and the chosen photo stay.
+    page.locator(f"#title-{socks.id}").fill("Cosy")
+    with page.expect_request(lambda r: r.method == "POST") as sent:
+        page.get_by_role("button", name="Submit review").click()
+    assert sent.value.headers.get("x-requested-with") == "XMLHttpRequest"  # the upload with progress
+    summary = page.locator("#rv-errors")
+    summary.wait_for()
+    assert "Choose 1 to 5 stars for Wool Socks" in summary.inner_text()
+    assert "choose your photos" not in summary.inner_text()  # kept, so not asked again
+    assert page.evaluate("document.activeElement.id") == "rv-errors"
+    assert page.locator(f"#title-{socks.id}").input_value() == "Cosy"
+    assert page.evaluate(f"document.getElementById('media-{boots.id}').files.length") == 1
+    assert page.locator(f"#media-{boots.id}-previews li").count() == 1
+
+    # Keyboard: the star radios are one group, arrows move through it.
+    page.focus(f"#rating-{socks.id}-1")
+    page.keyboard.press("Space")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    assert page.locator(f"#rating-{socks.id}-3").is_checked()
 
     if os.environ.get("REVIEW_SCREENSHOTS"):
         page.screenshot(path=os.path.join(os.environ["REVIEW_SCREENSHOTS"], "form.png"),
@@ -90,6 +104,7 @@ def test_a_phone_user_reviews_with_a_photo_from_a_star_link(browser, live_server
     session.expire_all()
     reviews = {r.product_id: r for r in session.scalars(select(Review))}
     assert reviews[boots.id].rating == 5 and reviews[socks.id].rating == 3
+    assert reviews[socks.id].title == "Cosy"
     assert reviews[boots.id].title == "Dry feet all winter"
     assert reviews[boots.id].body == "Comfortable <b>from day one</b>."
     assert reviews[boots.id].reviewer_name == "Jane D."
