@@ -14,8 +14,10 @@ class FaultySmtp:
     """Modes: `ok`; `421` / `451` (every recipient deferred); `timeout` (DATA hangs).
     `reject` holds addresses answered 550 whatever the mode."""
 
-    def __init__(self, port: int = 0, hang_seconds: float = 30):
-        self.messages: list[EmailMessage] = []
+    def __init__(self, port: int = 0, hang_seconds: float = 30, keep: int | None = None):
+        self.messages: list[EmailMessage] = []  # parsed, the first `keep` (all when None)
+        self.received: list[tuple[str, str]] = []  # (Message-ID, recipient) of every mail
+        self.keep = keep
         self.mode = "ok"
         self.reject: set[str] = set()
         self.hang_seconds = hang_seconds
@@ -52,12 +54,14 @@ class FaultySmtp:
             return "451 4.4.2 Timed out"
         message = message_from_bytes(envelope.content, policy=policy.default)
         with self._lock:
-            self.messages.append(message)
+            self.received.append((message["Message-ID"], envelope.rcpt_tos[0].lower()))
+            if self.keep is None or len(self.messages) < self.keep:
+                self.messages.append(message)
         return "250 Message accepted for delivery"
 
     def message_ids(self) -> list[str]:
         with self._lock:
-            return [m["Message-ID"] for m in self.messages]
+            return [mid for mid, _ in self.received]
 
 
 def _free_port() -> int:

@@ -46,7 +46,8 @@ EMAILS_PER_ORDER = 2
 
 class World:
     def __init__(self, tmp: Path, database_url: str, workers: int = 2, schedulers: int = 1,
-                 env: dict | None = None, smtp_timeout: float = 3):
+                 env: dict | None = None, smtp_timeout: float = 3,
+                 template: str = TEMPLATE, emails_per_order: int = EMAILS_PER_ORDER):
         self.tmp = tmp
         self.database_url = database_url
         self.smtp = FaultySmtp()
@@ -56,6 +57,7 @@ class World:
         self.runtime: Runtime | None = None
         self.orders: list[dict] = []  # simulator orders, in the order they were made
         self.rng = random.Random(11)
+        self.template, self.emails_per_order = template, emails_per_order
 
     # --- bringing it up -------------------------------------------------------------------
 
@@ -116,7 +118,7 @@ class World:
             shop = s.scalar(select(Shop).where(Shop.domain == DOMAIN))
             shop.settings = {**(shop.settings or {}), "send_window_start": "00:00",
                              "send_window_end": "00:00", "min_days_between_emails": 0}
-            sequence = create_sequence(s, shop, TEMPLATE, now, name="Fault suite")
+            sequence = create_sequence(s, shop, self.template, now, name="Fault suite")
             for block in sequence.blocks:
                 if block.kind == BlockKind.WAIT.value:
                     update_block(s, block, {"anchor": anchor_choices(block)[0][0],
@@ -213,10 +215,8 @@ class World:
             db_ids = {m.message_id_header for m in messages}
             stray = set(received) - db_ids
             assert not stray, f"mail the database has no record of: {stray}"
-            for mail in self.smtp.messages:
-                to = mail["To"].addresses[0].addr_spec.lower()
-                rejected = to in self.smtp.reject
-                assert not rejected, f"a rejected address received mail: {to}"
+            for _, to in self.smtp.received:
+                assert to not in self.smtp.reject, f"a rejected address received mail: {to}"
             for m in messages:
                 if m.recipient in suppressed and m.state == MessageState.SENT.value:
                     assert m.sent_at is not None
@@ -229,7 +229,7 @@ class World:
                 for sim_order in eligible:
                     gid = f"gid://shopify/Order/{sim_order['id']}"
                     assert gid in orders, f"order {sim_order['name']} never reached the app"
-                    assert by_order[gid] == EMAILS_PER_ORDER, (
+                    assert by_order[gid] == self.emails_per_order, (
                         f"order {sim_order['name']} got {by_order[gid]} emails, "
-                        f"expected {EMAILS_PER_ORDER}")
+                        f"expected {self.emails_per_order}")
         return received

@@ -1,0 +1,133 @@
+"""Soak: drive N orders (default 50,000) through the whole path against real processes.
+
+webhook (the simulator fulfils and signs) -> gunicorn stores it -> an RQ worker applies it and
+recruits the order -> schedulers advance it -> workers render and send over SMTP to an aiosmtpd
+server -> the review link in a sample of the received emails opens the review page.
+
+    python bench/soak.py [--orders 50000] [--workers 4] [--schedulers 2]
+
+Needs PostgreSQL (TEST_DATABASE_URL or 127.0.0.1:5432/test). Last line:
+RESULT bench=soak orders=<n> sent=<n> duplicates=<n> lost=<n> seconds=<s>
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.faults.world import World  # noqa: E402
+
+ADMIN_URL = os.environ.get("TEST_DATABASE_URL",
+                           "postgresql+psycopg://postgres@127.0.0.1:5432/test").replace(
+    "postgresql://", "postgresql+psycopg://", 1)
+REVIEW_LINK = re.compile(r'href="(https?://[^"]+/r/[^"?]+)[^"]*"')
+
+
+def create_database() -> tuple[str, str]:
+    name = f"okapp_soak_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return name, ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_database(name: str) -> None:
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=50_000)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--schedulers", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=4 * 3600)
+    args = parser.parse_args()
+    if args.orders < 1:
+        parser.error("--orders must be at least 1")
+
+    name, url = create_database()
+    tmp = Path(tempfile.mkdtemp(prefix="okapp-soak-"))
+    world = World(tmp, url, workers=args.workers, schedulers=args.schedulers,
+                  template="review_request", emails_per_order=1,
+                  env={"OKAPP_REPAIR_AFTER_SECONDS": "30"})
+    world.smtp.keep = 50  # parse a sample, count them all
+    try:
+        world.start()
+        print(f"stack up: web {world.stack.web_url}, {args.workers} workers, "
+              f"{args.schedulers} schedulers", flush=True)
+        orders = world.add_orders(args.orders)
+        started = time.monotonic()
+        done = Counter()
+
+        def fulfil(order):
+            world.fulfill(order)
+            done["fulfilled"] += 1
+
+        last = 0.0
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for _ in pool.map(fulfil, orders):
+                if time.monotonic() - last > 10:
+                    last = time.monotonic()
+                    print(f"  {time.monotonic() - started:7.1f}s fulfilled={done['fulfilled']} "
+                          f"{world.counts()} mails={len(world.smtp.received)}", flush=True)
+        retried = 0
+        for _ in range(3):
+            retried += sum(1 for d in world.sim.deliveries if not 200 <= d["status"] < 300)
+            from tests.faults.test_faults import _shopify_retries
+
+            _shopify_retries(world)
+
+        def progress():
+            c = world.counts()
+            print(f"  {time.monotonic() - started:7.1f}s {c} mails={len(world.smtp.received)}",
+                  flush=True)
+            busy = c["waiting"] or c.get("queued") or c.get("sending")
+            return not busy and c["enrolled"] >= len(orders)
+
+        deadline = time.monotonic() + args.timeout
+        while not progress():
+            if time.monotonic() > deadline:
+                print("timed out waiting for the run to settle", flush=True)
+                break
+            time.sleep(10)
+        seconds = time.monotonic() - started
+
+        received = Counter(world.smtp.message_ids())
+        duplicates = sum(n - 1 for n in received.values() if n > 1)
+        per_recipient = Counter(to for _, to in world.smtp.received)
+        lost = sum(1 for o in orders if per_recipient[o["email"].lower()] == 0)
+        links_ok = 0
+        for mail in world.smtp.messages[:20]:
+            html = mail.get_body(("html",)).get_content()
+            match = REVIEW_LINK.search(html)
+            if match and httpx.get(match.group(1).replace("&amp;", "&"),
+                                   timeout=10).status_code == 200:
+                links_ok += 1
+        print(f"webhook deliveries retried: {retried}; review links opened: "
+              f"{links_ok}/{min(20, len(world.smtp.messages))}", flush=True)
+        print(f"RESULT bench=soak orders={len(orders)} sent={sum(received.values())} "
+              f"duplicates={duplicates} lost={lost} seconds={seconds:.0f}", flush=True)
+    finally:
+        world.stop()
+        drop_database(name)
+
+
+if __name__ == "__main__":
+    main()
