@@ -67,22 +67,22 @@ def _secure(response, status: int | None = None):
 
 
 def _unavailable(reason: str, status: int):
+    """Stop here with a friendly page that shows nothing of any shop or order."""
     page = render("reviews/unavailable.html", message=UNAVAILABLE[reason])
-    return _secure(current_app.make_response(page), status)
+    abort(_secure(current_app.make_response(page), status))
 
 
-def _resolve(token: str) -> tuple[Shop, Order] | tuple[None, object]:
-    """The shop and order a link names, or a friendly refusal that shows nothing of either."""
+def _resolve(token: str) -> tuple[Shop, Order]:
+    """The shop and order a link names; anything else ends the request (`_unavailable`)."""
     try:
         link = read_token(_config().secret_key, token)
     except InvalidReviewToken as exc:
-        return None, _unavailable("expired" if exc.expired else "invalid",
-                                  410 if exc.expired else 404)
+        _unavailable("expired" if exc.expired else "invalid", 410 if exc.expired else 404)
     order = db().scalar(select(Order).where(Order.id == link.order_id,
                                             Order.shop_id == link.shop_id))
     shop = db().get(Shop, link.shop_id) if order is not None else None
     if order is None or shop is None or not shop.is_installed:
-        return None, _unavailable("gone", 404)
+        _unavailable("gone", 404)
     return shop, order
 
 
@@ -116,16 +116,12 @@ def _brand_color(shop: Shop) -> str:
 @bp.get("/r/<token>")
 def page(token: str):
     shop, order = _resolve(token)
-    if shop is None:
-        return order
     return _form_page(token, shop, order, saved=request.args.get("saved") == "1")
 
 
 @bp.post("/r/<token>")
 def save(token: str):
     shop, order = _resolve(token)
-    if shop is None:
-        return order
     wait = ratelimit.check_all(runtime().redis, [
         (ratelimit.PER_LINK, token), (ratelimit.PER_ADDRESS, request.remote_addr or "")],
         time.time())
