@@ -380,3 +380,17 @@ def test_html_stays_under_gmails_clipping_size(session, config, shop):
     assert len(rendered.html.encode()) < MAX_HTML_BYTES
     assert all(f"{i} Very long" in rendered.html for i in range(10))
     assert "Unsubscribe" in rendered.html
+
+
+def test_footer_pages_speak_the_emails_language(session, config, client, order_message):
+    message, order, _products = order_message
+    order.customer_locale = "de"
+    session.commit()
+    rendered = render_message(session, message, config, NOW)
+    unsubscribe = rendered.headers["List-Unsubscribe"].strip("<>").removeprefix("http://okapp.test")
+    page = client.get(unsubscribe).get_data(as_text=True)
+    assert '<html lang="de">' in page and "abmelden?" in page
+    assert "Sie sind abgemeldet" in client.post(unsubscribe).get_data(as_text=True)
+    [not_arrived] = [line.strip() for line in rendered.text.splitlines() if "/e/not-arrived/" in line]
+    page = client.get(not_arrived.removeprefix("http://okapp.test")).get_data(as_text=True)
+    assert "Ist Ihre Bestellung noch nicht angekommen?" in page

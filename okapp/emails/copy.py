@@ -232,3 +232,70 @@ def pick_locale(customer_locale: str, shop_locale: str) -> str:
 def default_fields(kind: str, locale: str) -> dict[str, str]:
     by_locale = DEFAULT_FIELDS[kind]
     return dict(by_locale.get(locale) or by_locale["en"])
+
+# The pages a customer reaches from an email's footer, in the email's language.
+PUBLIC_PAGES: dict[str, dict[str, str]] = {
+    "en": {
+        "unsubscribe_title": "Unsubscribe from {shop}?",
+        "unsubscribe_lead": "Stop review emails from {shop} to {address}.",
+        "unsubscribe_button": "Unsubscribe",
+        "unsubscribed_title": "You are unsubscribed",
+        "unsubscribed_lead": "{address} will not receive review emails from {shop} again.",
+        "unsubscribe_note": "Order confirmations and shipping updates from {shop} are not affected.",
+        "not_arrived_title": "Hasn't your order arrived yet?",
+        "not_arrived_lead": "Tell us and {shop} will ask for your review later, once you've had "
+                            "a chance to try it.",
+        "not_arrived_button": "It hasn't arrived yet",
+        "not_arrived_done_title": "Thanks for letting us know",
+        "not_arrived_done_lead": "We'll ask for your review in about {days} days, once your "
+                                 "order has had time to arrive.",
+    },
+    "de": {
+        "unsubscribe_title": "Von {shop} abmelden?",
+        "unsubscribe_lead": "Keine Bewertungs-E-Mails mehr von {shop} an {address}.",
+        "unsubscribe_button": "Abmelden",
+        "unsubscribed_title": "Sie sind abgemeldet",
+        "unsubscribed_lead": "{address} erhält keine Bewertungs-E-Mails von {shop} mehr.",
+        "unsubscribe_note": "Bestellbestätigungen und Versandinfos von {shop} sind davon nicht "
+                            "betroffen.",
+        "not_arrived_title": "Ist Ihre Bestellung noch nicht angekommen?",
+        "not_arrived_lead": "Sagen Sie es uns, dann fragt {shop} später nach Ihrer Bewertung, "
+                            "wenn Sie alles ausprobieren konnten.",
+        "not_arrived_button": "Noch nicht angekommen",
+        "not_arrived_done_title": "Danke für Ihre Nachricht",
+        "not_arrived_done_lead": "Wir fragen in etwa {days} Tagen nach Ihrer Bewertung, wenn "
+                                 "Ihre Bestellung angekommen sein sollte.",
+    },
+    "fr": {
+        "unsubscribe_title": "Se désabonner de {shop} ?",
+        "unsubscribe_lead": "Ne plus recevoir les demandes d'avis de {shop} à {address}.",
+        "unsubscribe_button": "Se désabonner",
+        "unsubscribed_title": "Vous êtes désabonné",
+        "unsubscribed_lead": "{address} ne recevra plus de demandes d'avis de {shop}.",
+        "unsubscribe_note": "Les confirmations de commande et d'expédition de {shop} ne sont "
+                            "pas concernées.",
+        "not_arrived_title": "Votre commande n'est pas encore arrivée ?",
+        "not_arrived_lead": "Dites-le-nous et {shop} vous demandera votre avis plus tard, "
+                            "quand vous aurez pu l'essayer.",
+        "not_arrived_button": "Pas encore arrivée",
+        "not_arrived_done_title": "Merci de nous avoir prévenus",
+        "not_arrived_done_lead": "Nous vous demanderons votre avis dans environ {days} jours, "
+                                 "le temps que votre commande arrive.",
+    },
+    "es": {
+        "unsubscribe_title": "¿Darte de baja de {shop}?",
+        "unsubscribe_lead": "Dejar de recibir correos de reseñas de {shop} en {address}.",
+        "unsubscribe_button": "Darme de baja",
+        "unsubscribed_title": "Te has dado de baja",
+        "unsubscribed_lead": "{address} no recibirá más correos de reseñas de {shop}.",
+        "unsubscribe_note": "Las confirmaciones de pedido y de envío de {shop} no se ven "
+                            "afectadas.",
+        "not_arrived_title": "¿Tu pedido aún no ha llegado?",
+        "not_arrived_lead": "Avísanos y {shop} te pedirá tu reseña más adelante, cuando hayas "
+                            "podido probarlo.",
+        "not_arrived_button": "Aún no ha llegado",
+        "not_arrived_done_title": "Gracias por avisarnos",
+        "not_arrived_done_lead": "Te pediremos tu reseña dentro de unos {days} días, cuando tu "
+                                 "pedido haya llegado.",
+    },
+}

@@ -290,7 +290,7 @@ def render_message(session: Session, message: Message, config: Config,
                   for p, img, title in products],
         button_url=order_page,
         links=Links(config.app_url, config.secret_key, shop.id, message.recipient,
-                    message_id=message.id, enrollment_id=enrollment.id),
+                    message_id=message.id, enrollment_id=enrollment.id, locale=locale),
     )
     return _within_size(content, message.recipient, config, now, message.message_id_header)
 
@@ -333,6 +333,6 @@ def render_sample(session: Session, shop: Shop, kind: str, fields: dict[str, str
         products=[_product_block(None, p, p.image_url, p.title, f"{config.app_url}/")
                   for p in products],
         button_url=f"{config.app_url}/",
-        links=Links(config.app_url, config.secret_key, shop.id, recipient),
+        links=Links(config.app_url, config.secret_key, shop.id, recipient, locale=locale),
     )
     return _within_size(content, recipient, config, now)

@@ -38,6 +38,14 @@ class Unsubscribe:
     shop_id: int
     address: str
     message_id: int | None
+    locale: str = "en"  # the email's language, for the page the link opens
+
+
+@dataclass(frozen=True)
+class NotArrived:
+    shop_id: int
+    enrollment_id: int
+    locale: str = "en"
 
 
 def _serializer(secret: str, purpose: str) -> URLSafeSerializer:
@@ -56,13 +64,15 @@ class Links:
     stay untracked: there is nothing to count against."""
 
     def __init__(self, app_url: str, secret: str, shop_id: int, address: str,
-                 message_id: int | None = None, enrollment_id: int | None = None):
+                 message_id: int | None = None, enrollment_id: int | None = None,
+                 locale: str = "en"):
         self.app_url = app_url
         self.secret = secret
         self.shop_id = shop_id
         self.address = address
         self.message_id = message_id
         self.enrollment_id = enrollment_id
+        self.locale = locale
         self._click_signer: Signer | None = None
 
     def click(self, url: str) -> str:
@@ -80,14 +90,15 @@ class Links:
 
     def unsubscribe(self) -> str:
         token = _serializer(self.secret, "unsubscribe").dumps(
-            {"s": self.shop_id, "a": normalize(self.address), "m": self.message_id})
+            {"s": self.shop_id, "a": normalize(self.address), "m": self.message_id,
+             "l": self.locale})
         return f"{self.app_url}/e/u/{token}"
 
     def not_arrived(self) -> str | None:
         if self.enrollment_id is None:
             return None
         token = _serializer(self.secret, "not_arrived").dumps(
-            {"s": self.shop_id, "n": self.enrollment_id})
+            {"s": self.shop_id, "n": self.enrollment_id, "l": self.locale})
         return f"{self.app_url}/e/not-arrived/{token}"
 
 
@@ -122,17 +133,17 @@ def read_unsubscribe(secret: str, token: str) -> Unsubscribe:
     try:
         message_id = data.get("m")
         return Unsubscribe(int(data["s"]), str(data["a"]),
-                           int(message_id) if message_id is not None else None)
+                           int(message_id) if message_id is not None else None,
+                           str(data.get("l") or "en"))
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise InvalidTrackingToken("invalid unsubscribe token") from exc
 
 
-def read_not_arrived(secret: str, token: str) -> tuple[int, int]:
-    """(shop id, enrollment id)."""
+def read_not_arrived(secret: str, token: str) -> NotArrived:
     data = _load(secret, "not_arrived", token)
     try:
-        return int(data["s"]), int(data["n"])
-    except (KeyError, TypeError, ValueError) as exc:
+        return NotArrived(int(data["s"]), int(data["n"]), str(data.get("l") or "en"))
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise InvalidTrackingToken("invalid not-arrived token") from exc
 
 

@@ -12,7 +12,7 @@ import base64
 from flask import Blueprint, Response, current_app, redirect, render_template, request
 
 from okapp.db import utcnow
-from okapp.emails import tracking
+from okapp.emails import copy, tracking
 from okapp.emails.suppression import is_suppressed
 from okapp.models import Enrollment, Shop
 from okapp.views import db
@@ -80,8 +80,17 @@ def unsubscribe_page(token: str):
         return _invalid_link()
     link, shop = found
     done = is_suppressed(db(), shop.id, link.address)
+    return _unsubscribe_page(link, shop, token, done)
+
+
+def _unsubscribe_page(link: tracking.Unsubscribe, shop: Shop, token: str, done: bool):
     return _no_store(Response(render_template(
-        "emails/unsubscribe.html", shop=shop, address=link.address, done=done, token=token)))
+        "emails/unsubscribe.html", shop=shop, address=link.address, done=done, token=token,
+        locale=_locale(link.locale), t=copy.PUBLIC_PAGES[_locale(link.locale)])))
+
+
+def _locale(value: str) -> str:
+    return value if value in copy.SUPPORTED_LOCALES else "en"
 
 
 @bp.post("/u/<token>")
@@ -96,42 +105,44 @@ def unsubscribe(token: str):
     db().commit()
     if request.form.get("List-Unsubscribe") == "One-Click":
         return _no_store(Response("Unsubscribed\n", mimetype="text/plain"))
-    return _no_store(Response(render_template(
-        "emails/unsubscribe.html", shop=shop, address=link.address, done=True, token=token)))
+    return _unsubscribe_page(link, shop, token, done=True)
 
 
-def _read_not_arrived(token: str) -> Enrollment | None:
+def _read_not_arrived(token: str) -> tuple[Enrollment, str] | None:
+    """The enrollment and the email's language, or None for a bad or stale link."""
     try:
-        shop_id, enrollment_id = tracking.read_not_arrived(_secret(), token)
+        link = tracking.read_not_arrived(_secret(), token)
     except tracking.InvalidTrackingToken:
         return None
-    enrollment = db().get(Enrollment, enrollment_id)
-    if enrollment is None or enrollment.shop_id != shop_id:
+    enrollment = db().get(Enrollment, link.enrollment_id)
+    if enrollment is None or enrollment.shop_id != link.shop_id:
         return None
-    return enrollment
+    return enrollment, _locale(link.locale)
+
+
+def _not_arrived_page(enrollment: Enrollment, locale: str, token: str, done: bool):
+    shop = db().get(Shop, enrollment.shop_id)
+    return _no_store(Response(render_template(
+        "emails/not_arrived.html", shop=shop, token=token, done=done, locale=locale,
+        t=copy.PUBLIC_PAGES[locale], days=shop.setting("not_arrived_delay_days"))))
 
 
 @bp.get("/not-arrived/<token>")
 def not_arrived_page(token: str):
     """Like unsubscribe: a page with one button, so a link scanner cannot postpone anything."""
-    enrollment = _read_not_arrived(token)
-    if enrollment is None:
+    found = _read_not_arrived(token)
+    if found is None:
         return _invalid_link()
-    shop = db().get(Shop, enrollment.shop_id)
-    return _no_store(Response(render_template(
-        "emails/not_arrived.html", shop=shop, token=token, done=False)))
+    return _not_arrived_page(*found, token, done=False)
 
 
 @bp.post("/not-arrived/<token>")
 def not_arrived(token: str):
     from okapp.sequences.enrollments import not_arrived_yet
 
-    enrollment = _read_not_arrived(token)
-    if enrollment is None:
+    found = _read_not_arrived(token)
+    if found is None:
         return _invalid_link()
-    shop = db().get(Shop, enrollment.shop_id)
-    not_arrived_yet(db(), enrollment, utcnow())
+    not_arrived_yet(db(), found[0], utcnow())
     db().commit()
-    return _no_store(Response(render_template(
-        "emails/not_arrived.html", shop=shop, token=token, done=True,
-        days=shop.setting("not_arrived_delay_days"))))
+    return _not_arrived_page(*found, token, done=True)
