@@ -158,14 +158,6 @@ def save(token: str):
     return redirect(url_for("reviews.page", token=token, saved=1), 303)
 
 
-@bp.errorhandler(RequestEntityTooLarge)
-def too_large(_exc):
-    return _secure(current_app.make_response(render(
-        "reviews/unavailable.html",
-        message="Those files are too large to send together. Go back and send fewer or smaller "
-                "files at a time.")), 413)
-
-
 @bp.get("/media/<path:name>")
 def media(name: str):
     """A stored photo or video, served as the type we stored and nothing else."""
