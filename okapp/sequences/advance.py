@@ -183,8 +183,7 @@ def advance(t: Traveller, ctx: Context, arriving: bool, not_before: datetime | N
                     out.steps.append((block.id, now, "waiting", f"until {due_at.isoformat()}: {why}"))
                     break
                 out.steps.append((block.id, now, "waited", f"{why}: already due"))
-            else:
-                out.steps.append((block.id, now, "waited", "the wait is over"))
+            # A wait that simply ran out needs no entry: "waiting until …" said when it ends.
         elif block.kind == BlockKind.SEND.value:
             when, why = _earliest_send(t, ctx, shop)
             if stop_before_send and when <= now:
