@@ -90,8 +90,7 @@ class RenderedEmail:
         than rendering the email; `to_message()` parses these bytes back for anyone who wants
         the standard object."""
         boundary = f"=_okapp_{secrets.token_hex(12)}"
-        lines = [_HEADER_POLICY.header_factory(name, value).fold(policy=_HEADER_POLICY)
-                 for name, value in self.headers.items()]
+        lines = [_header_line(name, value) for name, value in self.headers.items()]
         lines.append("MIME-Version: 1.0\r\n")
         lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n')
         for subtype, body in (("plain", self.text), ("html", self.html)):
@@ -104,6 +103,16 @@ class RenderedEmail:
 
     def to_message(self) -> EmailMessage:
         return message_from_bytes(self.as_bytes(), policy=email_policy.default)
+
+
+def _header_line(name: str, value: str) -> str:
+    """`Name: value` CRLF. Plain ASCII that fits a line is written as is (values here have no
+    CR/LF: `_one_line` and Address saw to that); anything else, such as a subject with accents,
+    goes through the email package for RFC 2047 encoding and folding."""
+    line = f"{name}: {value}\r\n"
+    if line.isascii() and len(line) <= 998 and "\n" not in value and "\r" not in value:
+        return line
+    return _HEADER_POLICY.header_factory(name, value).fold(policy=_HEADER_POLICY)
 
 
 def _quoted_printable(text: str) -> str:
