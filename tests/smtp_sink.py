@@ -52,9 +52,9 @@ def _free_port() -> int:
 
 
 class SmtpSink:
-    def __init__(self, keep: bool = True):
+    def __init__(self, keep: bool = True, port: int | None = None):
         self.handler = _Handler(keep)
-        self.port = _free_port()
+        self.port = port or _free_port()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
                                      decode_data=False, data_size_limit=0)
 

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
-from okapp.emails import tracking
+from okapp.emails import tracking, transport
 from okapp.emails.render import MAX_HTML_BYTES, NothingToReview, render_message
 from okapp.emails.transport import (
     PermanentDeliveryError,
@@ -42,7 +42,7 @@ from tests.factories import (
     make_product,
     make_sequence,
 )
-from tests.smtp_sink import smtp_sink_fixture  # noqa: F401
+from tests.smtp_sink import SmtpSink, smtp_sink_fixture  # noqa: F401
 
 
 class _Links(HTMLParser):
@@ -394,3 +394,20 @@ def test_footer_pages_speak_the_emails_language(session, config, client, order_m
     [not_arrived] = [line.strip() for line in rendered.text.splitlines() if "/e/not-arrived/" in line]
     page = client.get(not_arrived.removeprefix("http://okapp.test")).get_data(as_text=True)
     assert "Ist Ihre Bestellung noch nicht angekommen?" in page
+
+
+def test_a_connection_the_server_dropped_is_reopened_before_sending(
+        session, config, smtp_sink, order_message, monkeypatch):
+    message, _order, _products = order_message
+    rendered = render_message(session, message, config, NOW)
+    config.smtp_url = smtp_sink.url
+    deliver(config, rendered)
+    # The server goes away (an idle timeout, a restart) and comes back on the same port.
+    smtp_sink.stop()
+    again = SmtpSink(port=smtp_sink.port).start()
+    try:
+        monkeypatch.setattr(transport, "IDLE_CHECK_SECONDS", 0)
+        deliver(config, rendered)  # NOOP finds the old connection dead; a new one is opened
+        assert (smtp_sink.count, again.count) == (1, 1)
+    finally:
+        again.stop()

@@ -34,6 +34,9 @@ DKIM_HEADERS = (b"from", b"to", b"subject", b"date", b"message-id", b"reply-to",
                 b"list-unsubscribe", b"list-unsubscribe-post", b"mime-version", b"content-type")
 
 
+IDLE_CHECK_SECONDS = 10
+
+
 class DeliveryError(Exception):
     """Base class: the email did not go out."""
 
@@ -85,11 +88,12 @@ class SmtpSettings:
 
 
 class SmtpConnection:
-    """One open SMTP session, reopened when the server dropped it."""
+    """One open SMTP session, reopened when the server has dropped it."""
 
     def __init__(self, settings: SmtpSettings):
         self.settings = settings
         self._smtp: smtplib.SMTP | None = None
+        self._last_used = 0.0
 
     def _open(self) -> smtplib.SMTP:
         s = self.settings
@@ -111,17 +115,20 @@ class SmtpConnection:
         return smtp
 
     def send(self, envelope_from: str, recipient: str, data: bytes) -> None:
-        for attempt in (1, 2):
-            if self._smtp is None:
-                self._smtp = self._open()
+        # A connection idle for a while may have been closed by the server: check it with a
+        # NOOP first. Never resend after a failure instead: the server may have taken the
+        # message before the connection dropped, and a customer must not get it twice.
+        if self._smtp is not None and time.monotonic() - self._last_used > IDLE_CHECK_SECONDS:
             try:
-                self._smtp.sendmail(envelope_from, [recipient], data)
-                return
-            except smtplib.SMTPServerDisconnected:
-                # A kept-alive connection the server closed: reconnect once, then give up.
+                alive = self._smtp.noop()[0] == 250
+            except (smtplib.SMTPException, OSError):
+                alive = False
+            if not alive:
                 self.close()
-                if attempt == 2:
-                    raise
+        if self._smtp is None:
+            self._smtp = self._open()
+        self._smtp.sendmail(envelope_from, [recipient], data)
+        self._last_used = time.monotonic()
 
     def close(self) -> None:
         if self._smtp is not None:
