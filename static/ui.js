@@ -101,5 +101,17 @@
   // Whole-page navigation asked for by the server (App Bridge's Navigation API inside the admin).
   document.body.addEventListener("navigate", function (event) { window.open(event.detail.value, "_self"); });
 
+  // A request that failed says so instead of doing nothing. (401 is left to session-token.js,
+  // which fetches a new ID token and retries.)
+  document.body.addEventListener("htmx:responseError", function (event) {
+    const status = event.detail.xhr.status;
+    if (status === 401) return;
+    showToast(status === 404 ? "That item no longer exists. Reload the page." :
+      "Something went wrong (" + status + "). Nothing was changed; try again.");
+  });
+  document.body.addEventListener("htmx:sendError", function () {
+    showToast("okapp could not be reached. Check your connection and try again.");
+  });
+
   window.okapp = { openModal: openModal, closeModal: closeModal, showToast: showToast };
 })();

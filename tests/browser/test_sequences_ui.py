@@ -6,9 +6,10 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from playwright.sync_api import Page, expect
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from okapp.models import Block, Sequence, SequenceStatus
+from okapp.sequences.journal import bump
 from okapp.sequences.templates import TEMPLATES, Spec
 from okapp.sequences.timing import shop_today
 from tests.browser.conftest import open_page
@@ -266,3 +267,36 @@ def test_keyboard_only_and_375px(browser, app, live_server, shop):
         assert page.js_errors == []
     finally:
         page.context.close()
+
+
+def test_block_counts_refresh_in_place(page: Page, session, commit):
+    sequence_id = create_from_template(page, "Review Request")
+    blocks = {b.kind: b.id for b in session.scalars(
+        select(Block).where(Block.sequence_id == sequence_id))}
+    send_counts = page.locator(f"#block-{blocks['send']}-counts dd")
+    expect(send_counts.first).to_have_text("0")
+    opener = page.locator(f"#block-{blocks['wait']}-open")
+    opener.focus()
+    commit(lambda s: bump(s, {(sequence_id, blocks["recruit"], "recruited"): 17,
+                              (sequence_id, blocks["wait"], "waiting"): 5,
+                              (sequence_id, blocks["send"], "sent"): 12,
+                              (sequence_id, blocks["send"], "opened"): 4}))
+    # The poller runs every 15 s; the same request can be asked for at once.
+    page.evaluate("document.body.dispatchEvent(new Event('counts:refresh'))")
+    expect(send_counts.nth(0)).to_have_text("12")
+    expect(send_counts.nth(1)).to_have_text("4")
+    expect(page.locator(f"#block-{blocks['wait']}-counts dd")).to_have_text("5")
+    expect(page.locator(f"#block-{blocks['recruit']}-counts dd")).to_have_text("17")
+    expect(page.locator("#sequence-figures .figure").nth(2)).to_contain_text("12")
+    expect(opener).to_be_focused()  # counts change around the merchant, not under them
+
+
+def test_a_failed_request_says_so(page: Page, session, commit):
+    sequence_id = create_from_template(page, "Review Request")
+    recruit = session.scalar(select(Block.id).where(Block.sequence_id == sequence_id,
+                                                    Block.kind == "recruit"))
+    # Gone meanwhile (deleted in another tab); the database cascades to its blocks.
+    commit(lambda s: s.execute(delete(Sequence).where(Sequence.id == sequence_id)))
+    page.locator(f"#block-{recruit}-open").click()
+    expect(page.locator("#toast")).to_have_text("That item no longer exists. Reload the page.")
+    expect(page.locator("dialog#modal")).to_be_hidden()
