@@ -52,11 +52,13 @@ def _free_port() -> int:
 
 
 class SmtpSink:
-    def __init__(self, keep: bool = True, port: int | None = None):
+    def __init__(self, keep: bool = True, port: int | None = None, **smtp_options):
+        """`smtp_options` go to aiosmtpd's SMTP server: tls_context, require_starttls,
+        authenticator, auth_required... (a production-like server for the transport tests)."""
         self.handler = _Handler(keep)
         self.port = port or _free_port()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
-                                     decode_data=False, data_size_limit=0)
+                                     decode_data=False, data_size_limit=0, **smtp_options)
 
     @property
     def url(self) -> str:
