@@ -9,6 +9,7 @@ from flask import Blueprint, Response, abort, g, redirect, request, url_for
 from sqlalchemy import select
 
 from okapp.db import utcnow
+from okapp.jobs.sync import lookback_import
 from okapp.models import Block, BlockKind, EmailTemplate, Sequence, SequenceStatus
 from okapp.sequences import lifecycle, stats
 from okapp.sequences.blocks import (
@@ -275,13 +276,11 @@ def start(sequence_id: int):
 
 
 def _enqueue_lookback_import(sequence: Sequence) -> None:
-    """Past orders come from Shopify first (the Shopify engineer's job), on the default queue."""
-    try:
-        from okapp.jobs.sync import lookback_import
-    except ImportError:  # the sync job is not part of this build yet
-        return
+    """Past orders come from Shopify first (okapp.jobs.sync), then the job recruits them; the
+    progress bar reads what it writes on the sequence."""
     runtime().queue("default").enqueue(lookback_import, sequence.id,
-                                       job_id=f"lookback-import-{sequence.id}")
+                                       job_id=f"lookback-import-{sequence.id}",
+                                       job_timeout=3600, result_ttl=600)
 
 
 @bp.get("/<int:sequence_id>/stop")
