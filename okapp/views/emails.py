@@ -147,7 +147,9 @@ def _send_test(template: EmailTemplate, values: dict) -> Response:
     if wait:
         return _test_result(f"That's {SEND_TEST_LIMIT.max_hits} test emails this hour; try "
                             f"again in {max(1, wait // 60)} minutes.", ok=False)
-    rendered = _render_preview(template, values, recipient)
+    # The products on screen in the editor's preview, so the test shows what the merchant saw.
+    products = _sample(g.shop, request.form.get("sample", ""), shuffle=False)
+    rendered = _render_preview(template, values, recipient, products)
     rendered.headers["Subject"] = rendered.subject = "[Test] " + rendered.subject
     try:
         deliver(current_app.config["OKAPP"], rendered)
