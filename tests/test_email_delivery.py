@@ -31,6 +31,7 @@ from okapp.models import (
     LineItem,
     Message,
     MessageState,
+    Review,
     Suppression,
 )
 from okapp.reviews.tokens import read_token
@@ -411,3 +412,16 @@ def test_a_connection_the_server_dropped_is_reopened_before_sending(
         assert (smtp_sink.count, again.count) == (1, 1)
     finally:
         again.stop()
+
+
+def test_media_request_asks_for_photos_of_what_was_reviewed(session, config, order_message):
+    message, order, products = order_message
+    message.kind = "media_request"
+    session.add(Review(shop_id=order.shop_id, product_id=products["hat"].id, order_id=order.id,
+                       email=order.email, rating=5, title="Lovely"))
+    session.commit()
+    rendered = render_message(session, message, config, NOW)
+    assert "Thanks for your review" in rendered.subject
+    assert "Hat" in rendered.html and "Boots" not in rendered.html
+    assert "Add a photo or video" in rendered.html and "Rate 5 out of 5" not in rendered.html
+    assert "/e/not-arrived/" not in rendered.html  # they have it: no "not arrived yet?"
