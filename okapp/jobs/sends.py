@@ -23,7 +23,7 @@ from datetime import datetime
 
 from rq import get_current_job
 from sqlalchemy import update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from okapp.db import utcnow
 from okapp.emails.render import NothingToReview, render_message
@@ -53,6 +53,13 @@ def _claim(session: Session, message_id: int, now: datetime) -> bool:
     return claimed == 1
 
 
+def _load(session: Session, message_id: int) -> Message:
+    """The message with its enrollment, order and sequence, in one query."""
+    return session.get(Message, message_id, options=[
+        joinedload(Message.enrollment).joinedload(Enrollment.order),
+        joinedload(Message.enrollment).joinedload(Enrollment.sequence)])
+
+
 def skip_reason_at_send(session: Session, message: Message) -> str | None:
     """Why this message must not go out now, or None. `paused:` reasons keep it queued."""
     enrollment: Enrollment = message.enrollment
@@ -75,13 +82,14 @@ def skip_reason_at_send(session: Session, message: Message) -> str | None:
     return None
 
 
-def _finish(session: Session, message: Message, state: MessageState, now: datetime,
-            counter: str, event: str, detail: str, **values) -> None:
-    session.execute(update(Message).where(Message.id == message.id).values(state=state.value,
-                                                                            **values))
-    enrollment = message.enrollment
-    bump_one(session, enrollment.sequence_id, message.block_id, counter)
-    record(session, enrollment, None, now, event, detail)
+def _finish(session: Session, message_id: int, sequence_id: int, block_id: int,
+            state: MessageState, counter: str, **values) -> None:
+    """Record the outcome on the message (the journal of explain() reads it there) and count
+    it on its block."""
+    session.execute(update(Message).where(Message.id == message_id)
+                    .values(state=state.value, **values)
+                    .execution_options(synchronize_session=False))
+    bump_one(session, sequence_id, block_id, counter)
 
 
 def _exit_enrollment(session: Session, enrollment: Enrollment, reason: str, now: datetime) -> None:
@@ -92,26 +100,29 @@ def _exit_enrollment(session: Session, enrollment: Enrollment, reason: str, now:
         bump_one(session, enrollment.sequence_id, enrollment.block_id, f"exited:{reason}")
     enrollment.state, enrollment.exit_reason = EnrollmentState.EXITED.value, reason
     enrollment.due_at, enrollment.updated_at = None, now
+    record(session, enrollment, enrollment.block, now, "exited", f"at send time: {reason}")
 
 
 def send_message(message_id: int) -> str:
     """The RQ job. Returns what happened (also the job's result, for logs)."""
     runtime = current()
     config = runtime.config
-    with runtime.session_scope() as session:
-        if not _claim(session, message_id, utcnow()):
-            return "not queued: already handled"
+    # One transaction claims, re-checks, renders and marks the hand-off: a concurrent run of the
+    # same job waits on the row lock, then finds the message no longer queued.
     with runtime.session_scope() as session:
         now = utcnow()
-        message = session.get(Message, message_id)
+        if not _claim(session, message_id, now):
+            return "not queued: already handled"
+        message = _load(session, message_id)
+        where = (message.id, message.enrollment.sequence_id, message.block_id)
         reason = skip_reason_at_send(session, message)
         if reason and reason.startswith("paused:"):
             message.state, message.claimed_at = MessageState.QUEUED.value, None
             message.error = "paused until the merchant opens okapp again (re-authorisation)"
             return reason
         if reason:
-            _finish(session, message, MessageState.SKIPPED, now, f"skipped:{reason}", "skipped",
-                    f"email not sent: {reason}", skip_reason=reason)
+            _finish(session, *where, MessageState.SKIPPED, f"skipped:{reason}",
+                    skip_reason=reason)
             if reason in ("order_cancelled", "order_refunded") or reason.startswith("suppressed"):
                 _exit_enrollment(session, message.enrollment,
                                  "suppressed" if reason.startswith("suppressed") else reason, now)
@@ -119,8 +130,7 @@ def send_message(message_id: int) -> str:
         try:
             rendered = render_message(session, message, config, now)
         except NothingToReview:
-            _finish(session, message, MessageState.SKIPPED, now, "skipped:nothing_to_review",
-                    "skipped", "email not sent: nothing left to review",
+            _finish(session, *where, MessageState.SKIPPED, "skipped:nothing_to_review",
                     skip_reason="nothing_to_review")
             return "skipped: nothing_to_review"
         message.subject = rendered.subject[:998]
@@ -130,37 +140,30 @@ def send_message(message_id: int) -> str:
     try:
         deliver(config, rendered)
     except TransientDeliveryError as exc:
-        return _transient(runtime, message_id, exc)
+        return _transient(runtime, where, exc)
     except PermanentDeliveryError as exc:
         with runtime.session_scope() as session:
-            now = utcnow()
-            message = session.get(Message, message_id)
-            _finish(session, message, MessageState.FAILED, now, "failed", "failed",
-                    f"rejected by the mail server: {exc}", error=str(exc)[:2000])
-            suppress(session, message.shop_id, message.recipient, "bounce", now)
+            _finish(session, *where, MessageState.FAILED, "failed",
+                    error=f"rejected by the mail server: {exc}"[:2000])
+            suppress(session, message.shop_id, message.recipient, "bounce", utcnow())
         return f"failed: {exc}"
     with runtime.session_scope() as session:
-        now = utcnow()
-        message = session.get(Message, message_id)
-        _finish(session, message, MessageState.SENT, now, "sent", "sent",
-                f"“{rendered.subject}” sent to {message.recipient}", sent_at=now, error="")
+        _finish(session, *where, MessageState.SENT, "sent", sent_at=utcnow(), error="")
     return "sent"
 
 
-def _transient(runtime, message_id: int, exc: Exception) -> str:
+def _transient(runtime, where: tuple[int, int, int], exc: Exception) -> str:
     job = get_current_job()
     retries_left = job.retries_left if job is not None else 0
     with runtime.session_scope() as session:
-        now = utcnow()
-        message = session.get(Message, message_id)
+        message = session.get(Message, where[0])
         if retries_left:
-            # Back to queued so the retried job can claim it; nothing was delivered.
+            # Back to queued so the retried job can claim it; the server took nothing.
             message.state, message.claimed_at = MessageState.QUEUED.value, None
             message.delivery_started_at = None
             message.error = f"temporary failure, will retry: {exc}"[:2000]
         else:
-            _finish(session, message, MessageState.FAILED, now, "failed", "failed",
-                    f"gave up after {message.attempts} attempts: {exc}",
+            _finish(session, *where, MessageState.FAILED, "failed",
                     error=f"gave up after {message.attempts} attempts: {exc}"[:2000])
     if retries_left:
         raise exc  # RQ schedules the retry (okapp.sequences.scheduler.SEND_RETRY)

@@ -10,10 +10,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlalchemy.orm import Session
 
-from okapp.models import Block, BlockCounter, Enrollment, JourneyStep
+from okapp.models import Block, Enrollment, JourneyStep
 
 
 def record(session: Session, enrollment: Enrollment, block: Block | None, at: datetime,
@@ -33,25 +33,20 @@ def record_many(session: Session, steps: Iterable[dict]) -> None:
 CounterDeltas = Counter
 
 
+# Plain SQL that PostgreSQL and SQLite both speak; compiled once, unlike a built statement.
+_UPSERT = text(
+    "INSERT INTO block_counters (sequence_id, block_id, name, value) "
+    "VALUES (:sequence_id, :block_id, :name, :value) "
+    "ON CONFLICT (block_id, name) DO UPDATE SET value = block_counters.value + excluded.value")
+
+
 def bump(session: Session, deltas: Mapping[tuple[int, int, str], int]) -> None:
     """Add deltas to block counters (upsert). Keys are sorted so that concurrent transactions
     lock counter rows in the same order and cannot deadlock on them."""
     rows = [{"sequence_id": s, "block_id": b, "name": n, "value": v}
             for (s, b, n), v in sorted(deltas.items(), key=lambda kv: (kv[0][1], kv[0][2])) if v]
-    if not rows:
-        return
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as upsert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as upsert
-    # One statement; the keys are distinct (a dict), so no row is touched twice.
-    stmt = upsert(BlockCounter).values(rows)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["block_id", "name"],
-        set_={"value": BlockCounter.value + stmt.excluded.value},
-    )
-    session.execute(stmt)
+    if rows:
+        session.execute(_UPSERT, rows)
 
 
 def bump_one(session: Session, sequence_id: int, block_id: int, name: str, delta: int = 1) -> None:
