@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from okapp.db import utcnow
 from okapp.jobs.sync import lookback_import
-from okapp.models import Block, BlockKind, EmailTemplate, Sequence, SequenceStatus
+from okapp.models import Block, BlockKind, EmailTemplate, Sequence
 from okapp.sequences import lifecycle, stats
 from okapp.sequences.blocks import (
     SPLIT_CONDITIONS,
@@ -34,8 +34,8 @@ COUNTS_POLL_SECONDS = 15
 # -- helpers -------------------------------------------------------------------------------------
 
 def _sequence_or_404(sequence_id: int) -> Sequence:
-    sequence = db().get(Sequence, sequence_id)
-    if sequence is None or sequence.shop_id != g.shop.id:
+    sequence = lifecycle.get_sequence(db(), g.shop.id, sequence_id)  # another shop's: None
+    if sequence is None:
         abort(404)
     return sequence
 
@@ -177,9 +177,12 @@ def counts(sequence_id: int):
 @bp.get("/<int:sequence_id>/lookback")
 @merchant_required
 def lookback(sequence_id: int):
-    """The lookback progress bar, which polls itself here until the import ends."""
+    """The lookback progress bar, which polls itself here (every second) until the import ends:
+    it reads only the sequence row."""
     sequence = _sequence_or_404(sequence_id)
-    return render("sequences/show.html", "sequences/_lookback.html", **_page_context(sequence))
+    if not is_htmx():
+        return redirect(url_for("sequences.show", sequence_id=sequence.id), 303)
+    return render("sequences/_lookback.html", "sequences/_lookback.html", sequence=sequence)
 
 
 # -- blocks --------------------------------------------------------------------------------------
@@ -227,8 +230,12 @@ def save_block(sequence_id: int, block_id: int):
 
 # -- start, stop, rename, delete ---------------------------------------------------------------
 
-def _header(sequence: Sequence):
-    return render("sequences/_header.html", "sequences/_header.html", sequence=sequence)
+def _header_changed(sequence: Sequence, toast: str):
+    """After start, stop or rename: the new header (name, status, buttons, lookback progress)."""
+    if not is_htmx():
+        return redirect(url_for("sequences.show", sequence_id=sequence.id), 303)
+    return _done(render("sequences/_header.html", "sequences/_header.html", sequence=sequence),
+                 toast)
 
 
 def _modal(page_title: str, fragment: str, sequence: Sequence, status: int = 200, **context):
@@ -270,9 +277,7 @@ def start(sequence_id: int):
     db().commit()
     if result.lookback:
         _enqueue_lookback_import(sequence)
-    if not is_htmx():
-        return redirect(url_for("sequences.show", sequence_id=sequence.id), 303)
-    return _done(_header(sequence), "Sequence started")
+    return _header_changed(sequence, "Sequence started")
 
 
 def _enqueue_lookback_import(sequence: Sequence) -> None:
@@ -295,12 +300,9 @@ def confirm_stop(sequence_id: int):
 @merchant_required
 def stop(sequence_id: int):
     sequence = _sequence_or_404(sequence_id)
-    if sequence.status == SequenceStatus.RUNNING.value:
-        lifecycle.stop_sequence(db(), sequence, utcnow())
-        db().commit()
-    if not is_htmx():
-        return redirect(url_for("sequences.show", sequence_id=sequence.id), 303)
-    return _done(_header(sequence), "Sequence stopped")
+    lifecycle.stop_sequence(db(), sequence, utcnow())  # stopping a stopped one changes nothing
+    db().commit()
+    return _header_changed(sequence, "Sequence stopped")
 
 
 @bp.get("/<int:sequence_id>/rename")
@@ -323,9 +325,7 @@ def rename(sequence_id: int):
         return _modal("Rename sequence", "sequences/_rename.html", sequence, 422,
                       form={"name": name}, errors=exc.errors)
     db().commit()
-    if not is_htmx():
-        return redirect(url_for("sequences.show", sequence_id=sequence.id), 303)
-    return _done(_header(sequence), "Renamed")
+    return _header_changed(sequence, "Renamed")
 
 
 @bp.get("/<int:sequence_id>/delete")
