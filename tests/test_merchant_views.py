@@ -11,6 +11,8 @@ from okapp.sequences import stats
 from okapp.sequences.journal import bump
 from okapp.sequences.lifecycle import start_sequence
 from okapp.sequences.templates import TEMPLATES, create_sequence
+from okapp.views.flow_drawing import CHIP_H, CHIP_W, mini_flow
+from tests.browser.test_sequences_ui import count_blocks
 from tests.factories import make_order, make_shop
 
 HX = {"HX-Request": "true"}
@@ -203,3 +205,14 @@ def test_order_lookup_is_scoped_to_the_shop(merchant, session, shop):
     assert "<html" not in found  # the results fragment only
     assert merchant.get(f"/orders/{theirs.id}").status_code == 404
     assert merchant.get(f"/orders/{mine.id}").status_code == 200
+
+
+def test_each_template_drawing_has_one_chip_per_block_inside_its_box():
+    for template in TEMPLATES.values():
+        drawing = mini_flow(template.build())
+        assert len(drawing.chips) == count_blocks(template.build()), template.key
+        for chip in drawing.chips:
+            assert chip["x"] + CHIP_W <= drawing.width and chip["y"] + CHIP_H <= drawing.height
+    # A split fans out: the photo template has two branches with an email and one that ends.
+    photo = mini_flow(TEMPLATES["review_request_photo_reminder"].build())
+    assert len({chip["y"] for chip in photo.chips}) == 2 and len(photo.ends) == 1
