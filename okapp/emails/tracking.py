@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from okapp.emails.suppression import normalize, suppress
 from okapp.models import Enrollment, Message, MessageState
-from okapp.sequences.journal import bump_one, record
+from okapp.sequences.journal import bump_one
 
 _SALTS = {
     "open": "okapp-email-open",
@@ -185,7 +185,7 @@ def record_click(session: Session, message_id: int, now: datetime) -> bool:
 
 def unsubscribe(session: Session, shop_id: int, address: str, now: datetime) -> int:
     """Suppress the address for this shop and skip its messages still waiting to go out, with
-    the reason `unsubscribed` (counted per block and written to each journey). Waiting
+    the reason `unsubscribed` (counted per block). Waiting
     enrollments are left to the engine: it re-checks suppression before every send.
 
     Returns how many queued messages were skipped. Idempotent: a second call changes nothing.
@@ -212,8 +212,7 @@ def unsubscribe(session: Session, shop_id: int, address: str, now: datetime) -> 
         if not claimed:
             continue
         skipped += 1
-        enrollment = message.enrollment
-        bump_one(session, enrollment.sequence_id, message.block_id, f"skipped:{UNSUBSCRIBED}")
-        record(session, enrollment, None, now, "skipped",
-               "email not sent: the customer unsubscribed")
+        # The outcome lives on the message (explain() reads it there); the block counts it.
+        bump_one(session, message.enrollment.sequence_id, message.block_id,
+                 f"skipped:{UNSUBSCRIBED}")
     return skipped
