@@ -49,6 +49,12 @@ def _refuse_for(session: Session, sequence: Sequence) -> StartRefused | None:
     return None
 
 
+def starts_with_lookback(sequence: Sequence, now: datetime) -> bool:
+    """Whether starting now is a lookback: the RECRUIT start date is before today (shop time)."""
+    start, _ = date_range(sequence)
+    return start is not None and start < shop_today(sequence.shop, now)
+
+
 def start_sequence(session: Session, sequence: Sequence, now: datetime) -> StartResult:
     if sequence.status == SequenceStatus.RUNNING.value:
         return StartResult(sequence, lookback=False, resumed=False)
@@ -59,7 +65,7 @@ def start_sequence(session: Session, sequence: Sequence, now: datetime) -> Start
     if refusal:
         raise refusal
     resumed = sequence.started_at is not None
-    lookback = start < shop_today(sequence.shop, now)
+    lookback = starts_with_lookback(sequence, now)
     try:
         with session.begin_nested():
             sequence.status = SequenceStatus.RUNNING.value

@@ -21,7 +21,6 @@ from okapp.sequences.blocks import (
 )
 from okapp.sequences.recruit import SKIP_REASONS, date_range, lookback_preview
 from okapp.sequences.templates import TEMPLATES, create_sequence
-from okapp.sequences.timing import shop_today
 from okapp.views import db, is_htmx, render, runtime
 from okapp.views.auth import merchant_required
 from okapp.views.flow_drawing import mini_flow
@@ -249,7 +248,7 @@ def _start_context(sequence: Sequence, refusal: str = "", running: Sequence | No
     now = utcnow()
     start_date, end_date = date_range(sequence)
     preview = None
-    if not refusal and start_date is not None and start_date < shop_today(g.shop, now):
+    if not refusal and lifecycle.starts_with_lookback(sequence, now):
         preview = lookback_preview(db(), sequence, now)
     return {"refusal": refusal, "running": running, "preview": preview,
             "start_date": start_date, "end_date": end_date, "skip_reasons": SKIP_REASONS,
