@@ -17,7 +17,6 @@ Target: both p50 <= 50 ms.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -29,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import text  # noqa: E402
 
-from bench.scheduler import drop_database, log, make_database, take_redis_db  # noqa: E402
-from okapp import create_app, migrate  # noqa: E402
-from okapp.config import Config  # noqa: E402
+from bench.harness import bench_runtime  # noqa: E402
+from bench.scheduler import log  # noqa: E402
+from okapp import create_app  # noqa: E402
 from okapp.models import BlockKind, Product, SequenceStatus, Shop  # noqa: E402
-from okapp.runtime import Runtime, set_current  # noqa: E402
+from okapp.runtime import Runtime  # noqa: E402
 from okapp.sequences.lifecycle import start_sequence  # noqa: E402
 from okapp.sequences.templates import create_sequence  # noqa: E402
 
@@ -179,15 +178,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
 
-    admin_url, url = make_database()
-    redis_url, lock, lock_key = take_redis_db()
-    runtime = None
-    try:
-        runtime = Runtime(Config(env="test", database_url=url, redis_url=redis_url,
-                                 secret_key="bench-" + "x" * 40,
-                                 instance_path=Path("/tmp") / f"okapp-bench-{os.getpid()}"))
-        set_current(runtime)
-        migrate.upgrade(runtime.engine)
+    with bench_runtime(args.keep) as runtime:
         log(f"seeding {args.enrollments:,} enrollments across {len(TEMPLATES)} sequences")
         t = time.perf_counter()
         shop_id, sequence_ids = seed(runtime, args.enrollments)
@@ -212,13 +203,6 @@ def main() -> None:
                 f"p90 {runs[int(len(runs) * 0.9)]:.1f} ms over {len(runs)} requests")
         print(f"RESULT bench=pages enrollments={count} list_p50_ms={statistics.median(lists):.1f} "
               f"sequence_p50_ms={statistics.median(pages):.1f}", flush=True)
-    finally:
-        if runtime is not None:
-            runtime.redis.flushdb()
-            runtime.dispose()
-        lock.delete(lock_key)
-        if not args.keep:
-            drop_database(admin_url, url)
 
 
 if __name__ == "__main__":
