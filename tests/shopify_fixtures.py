@@ -31,11 +31,20 @@ def forward_webhooks(client, sim: Simulator, start: int = 0) -> list:
     return answers
 
 
+class _BurstWorker(SimpleWorker):
+    """In-process, without RQ's command channel (closing its pubsub thread can wait a minute)."""
+
+    def subscribe(self):
+        pass
+
+    def unsubscribe(self):
+        pass
+
+
 def run_jobs(runtime, *queues: str) -> None:
     """Work the queues until empty, in this process (no fork), as a worker would."""
     names = queues or ("webhooks", "default")
-    worker = SimpleWorker([runtime.queue(n) for n in names], connection=runtime.redis)
-    worker.work(burst=True)
+    _BurstWorker([runtime.queue(n) for n in names], connection=runtime.redis).work(burst=True)
 
 
 def install(client, sim: Simulator, sub: str):
