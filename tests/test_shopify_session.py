@@ -254,3 +254,11 @@ def test_no_merchant_route_lets_one_shop_read_or_change_another(app, client, sim
     assert _snapshot(session, victim.id) == before, "shop A changed shop B's data"
     assert len(checked) >= len(merchant_rules(app))
     assert session.scalar(select(Shop.name).where(Shop.id == victim.id)) == f"{MARKER} Shop"
+
+
+def test_a_shop_needing_reauthorisation_is_told_to_reopen_the_app(merchant, shop, session):
+    shop.needs_reauth = True
+    session.commit()
+    page = merchant.get("/sequences")
+    assert b"Emails are paused." in page.data
+    assert b"Open okapp from your Shopify admin" in page.data
