@@ -31,8 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import redis as redis_lib  # noqa: E402
 from sqlalchemy import create_engine, select, text  # noqa: E402
 
-from okapp import migrate  # noqa: E402
-from okapp.config import Config  # noqa: E402
 from okapp.models import (  # noqa: E402
     Block,
     BlockKind,
@@ -41,9 +39,10 @@ from okapp.models import (  # noqa: E402
     Message,
     Order,
     Product,
+    Sequence,
     Shop,
 )
-from okapp.runtime import Runtime, set_current  # noqa: E402
+from okapp.runtime import Runtime  # noqa: E402
 from okapp.sequences import stats  # noqa: E402
 from okapp.sequences.blocks import children  # noqa: E402
 from okapp.sequences.lifecycle import start_sequence  # noqa: E402
@@ -197,16 +196,9 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
 
-    admin_url, url = make_database()
-    redis_url, lock, lock_key = take_redis_db()
-    runtime = None
-    try:
-        runtime = Runtime(Config(env="test", database_url=url, redis_url=redis_url,
-                                 secret_key="bench-" + "x" * 40,
-                                 instance_path=Path("/tmp") / f"okapp-bench-{os.getpid()}"))
-        set_current(runtime)
-        runtime.redis.flushdb()
-        migrate.upgrade(runtime.engine)
+    from bench.harness import bench_runtime  # built on the helpers above
+
+    with bench_runtime(keep=args.keep) as runtime:
         log(f"seeding {args.total:,} enrollments ({args.due:,} due) + {args.sample:,} sample")
         t = time.perf_counter()
         seq1, seq2, _shop2 = seed(runtime, args.total, args.due, args.sample)
@@ -245,7 +237,7 @@ def main() -> None:
         with runtime.session_scope() as s:
             shop_id = s.scalar(select(Enrollment.shop_id).where(Enrollment.sequence_id == seq1)
                                .limit(1))
-            sequence = s.get(__import__("okapp.models").models.Sequence, seq1)
+            sequence = s.get(Sequence, seq1)
             timings = {}
             for name, fn in (("sequence_counts", lambda: stats.sequence_counts(s, shop_id)),
                              ("block_counts", lambda: stats.block_counts(s, sequence))):
@@ -258,13 +250,6 @@ def main() -> None:
             log("stats on 1 shop: " + ", ".join(f"{k} {v:.1f} ms" for k, v in timings.items()))
         print(f"RESULT bench=scheduler due={args.due} total={args.total} tick_s={tick_s:.2f} "
               f"empty_tick_ms={empty_ms:.1f} naive_ratio={ratio:.1f}", flush=True)
-    finally:
-        if runtime is not None:
-            runtime.redis.flushdb()
-            runtime.dispose()
-        lock.delete(lock_key)
-        if not args.keep:
-            drop_database(admin_url, url)
 
 
 if __name__ == "__main__":
