@@ -201,9 +201,19 @@ def message_id_header(enrollment_id: int, block_id: int, shop_id: int, mail_from
     return f"<okapp.{shop_id}.{enrollment_id}.{block_id}@{domain}>"
 
 
-def _naive(moment: datetime | None) -> datetime | None:
-    """UTC without tzinfo, as UTCDateTime stores it (arrays bypass the column type)."""
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment is not None else None
+def pg_array(values: Iterable) -> str:
+    """A PostgreSQL array literal for CAST(:x AS type[]): one string, built with str.join,
+    instead of psycopg adapting thousands of list items one by one. Integers, text (quoted and
+    escaped), aware datetimes (as naive UTC, how UTCDateTime stores them) and None."""
+    def item(v) -> str:
+        if v is None:
+            return "NULL"
+        if isinstance(v, int):
+            return str(v)
+        if isinstance(v, datetime):
+            return '"' + v.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ") + '"'
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return "{" + ",".join(map(item, values)) + "}"
 
 
 # PostgreSQL: one statement per batch with arrays (unnest), whatever the batch size; the
@@ -243,11 +253,12 @@ def save_outcomes(session: Session, travellers: list[Traveller], outcomes: list[
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres:
         session.execute(_PG_UPDATE_ENROLLMENTS, {
-            "now": now, "ids": [t.enrollment_id for t, _ in changed],
-            "blocks": [o.block_id for _, o in changed], "states": [o.state for _, o in changed],
-            "dues": [_naive(o.due_at) for _, o in changed],
-            "entered": [_naive(o.entered_at) for _, o in changed],
-            "reasons": [o.exit_reason for _, o in changed]})
+            "now": now, "ids": pg_array(t.enrollment_id for t, _ in changed),
+            "blocks": pg_array(o.block_id for _, o in changed),
+            "states": pg_array(o.state for _, o in changed),
+            "dues": pg_array(o.due_at for _, o in changed),
+            "entered": pg_array(o.entered_at for _, o in changed),
+            "reasons": pg_array(o.exit_reason for _, o in changed)})
     else:
         table = Enrollment.__table__  # Core executemany: no ORM objects
         session.execute(
@@ -275,7 +286,7 @@ def save_outcomes(session: Session, travellers: list[Traveller], outcomes: list[
     created: list[int] = []
     if message_rows and postgres:
         created = list(session.scalars(_PG_INSERT_MESSAGES, {
-            "now": now, **{key: [r[col] for r in message_rows] for key, col in (
+            "now": now, **{key: pg_array(r[col] for r in message_rows) for key, col in (
                 ("shops", "shop_id"), ("enrollments", "enrollment_id"), ("blocks", "block_id"),
                 ("templates", "email_template_id"), ("kinds", "kind"),
                 ("recipients", "recipient"), ("headers", "message_id_header"))}}))
@@ -295,9 +306,9 @@ def save_outcomes(session: Session, travellers: list[Traveller], outcomes: list[
              for t, o in changed for b, at, event, detail in o.steps]
     if steps and postgres:
         session.execute(_PG_INSERT_STEPS, {
-            "enrollments": [s[0] for s in steps], "blocks": [s[1] for s in steps],
-            "ats": [_naive(s[2]) for s in steps], "events": [s[3] for s in steps],
-            "details": [s[4] for s in steps]})
+            "enrollments": pg_array(s[0] for s in steps), "blocks": pg_array(s[1] for s in steps),
+            "ats": pg_array(s[2] for s in steps), "events": pg_array(s[3] for s in steps),
+            "details": pg_array(s[4] for s in steps)})
     elif steps:
         record_many(session, ({"enrollment_id": e, "block_id": b, "at": at, "event": event,
                                "detail": detail} for e, b, at, event, detail in steps))
