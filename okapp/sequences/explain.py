@@ -124,6 +124,8 @@ def _explain_enrollment(session: Session, journey: Journey, enrollment: Enrollme
         paused = "" if sequence.status == "running" else f" (paused: the sequence is {sequence.status})"
         journey.next_due = enrollment.due_at
         journey.entries.append(Entry(enrollment.due_at, "Next", f"{what}{paused}", sequence.name))
+    elif enrollment.state == EnrollmentState.DONE.value:
+        journey.entries.append(Entry(enrollment.updated_at, "Journey complete", "", sequence.name))
     elif enrollment.state == EnrollmentState.EXITED.value:
         journey.entries.append(Entry(enrollment.updated_at, "Exited",
                                      EXIT_REASONS.get(enrollment.exit_reason,

@@ -30,7 +30,7 @@ from okapp.sequences.journal import bump
 from okapp.sequences.stats import attribute_reviews
 from okapp.sequences.store import load_context, load_travellers, save_outcomes
 
-BATCH_SIZE = 1000
+BATCH_SIZE = 2000
 SEND_JOB = "okapp.jobs.sends.send_message"
 SEND_TIMEOUT = 120  # seconds; RQ kills a send job that runs longer
 SEND_RETRY = Retry(max=5, interval=[30, 120, 600, 1800, 3600])  # transient SMTP errors

@@ -10,7 +10,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import Integer, String, Text, any_, bindparam, cast, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from okapp.db import UTCDateTime
@@ -83,12 +84,21 @@ def _traveller(r) -> Traveller:
     )
 
 
+def in_list(session: Session, column, values: Iterable, item_type):
+    """`column IN (values)`; on PostgreSQL `= ANY(array)`, one parameter instead of thousands."""
+    values = list(values)
+    if session.get_bind().dialect.name == "postgresql":
+        literal = bindparam(None, pg_array(values), type_=Text)  # bound as text, cast in SQL
+        return column == any_(cast(literal, ARRAY(item_type)))
+    return column.in_(values)
+
+
 def load_travellers(session: Session, enrollment_ids: Sequence[int]) -> list[Traveller]:
     if not enrollment_ids:
         return []
     rows = session.execute(
         select(*_TRAVELLER_COLUMNS).join(Order, Order.id == Enrollment.order_id)
-        .where(Enrollment.id.in_(list(enrollment_ids))).order_by(Enrollment.id)
+        .where(in_list(session, Enrollment.id, enrollment_ids, Integer)).order_by(Enrollment.id)
     ).all()
     return [_traveller(r) for r in rows]
 
@@ -134,7 +144,8 @@ def load_context(session: Session, now: datetime, travellers: list[Traveller],
     batch_ids = {t.enrollment_id for t in travellers}
     others = {row.id: (row.shop_id, row.email) for row in session.execute(
         select(Enrollment.id, Enrollment.shop_id, Enrollment.email)
-        .where(Enrollment.shop_id.in_(shop_ids), Enrollment.email.in_(emails)))
+        .where(Enrollment.shop_id.in_(shop_ids),
+               in_list(session, Enrollment.email, emails, String)))
         if row.id not in batch_ids}
     within = {t.enrollment_id: (t.shop_id, t.email) for t in travellers}
     for enrollment_id, at in session.execute(
