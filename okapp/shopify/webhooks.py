@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import delete, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -42,15 +42,34 @@ COMPLIANCE_TOPICS = ("customers/data_request", "customers/redact", "shop/redact"
 REDACTED_PAYLOAD = '{"redacted": true}'
 
 
+_PG_INSERT = (
+    "INSERT INTO webhook_events (webhook_id, event_id, shop_domain, topic, api_version,"
+    " triggered_at, payload, received_at, attempts, error)"
+    " VALUES (%(webhook_id)s, %(event_id)s, %(shop_domain)s, %(topic)s, %(api_version)s,"
+    " %(triggered_at)s, %(payload)s, %(received_at)s, 0, '')"
+    " ON CONFLICT (webhook_id) DO NOTHING RETURNING id"
+)
+
+
+def _naive_utc(value: datetime | None) -> datetime | None:
+    return value.astimezone(UTC).replace(tzinfo=None) if value else None
+
+
 def store_event(conn: Connection, *, webhook_id: str, event_id: str, shop_domain: str,
                 topic: str, api_version: str, triggered_at: datetime | None, payload: str,
                 received_at: datetime) -> int | None:
-    """Insert the delivery unless its webhook id is known; the new row's id, or None if known."""
+    """Insert the delivery unless its webhook id is known; the new row's id, or None if known.
+
+    On PostgreSQL the statement is plain SQL (the hot path of webhook intake: no statement
+    compiling per request); it stores naive UTC exactly as `UTCDateTime` does.
+    """
     values = dict(webhook_id=webhook_id, event_id=event_id, shop_domain=shop_domain, topic=topic,
                   api_version=api_version, triggered_at=triggered_at, payload=payload,
-                  received_at=received_at, attempts=0, error="")
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = (dialect.insert(WebhookEvent).values(**values)
+                  received_at=received_at)
+    if conn.dialect.name == "postgresql":
+        values.update(triggered_at=_naive_utc(triggered_at), received_at=_naive_utc(received_at))
+        return conn.exec_driver_sql(_PG_INSERT, values).scalar()
+    stmt = (sqlite.insert(WebhookEvent).values(**values, attempts=0, error="")
             .on_conflict_do_nothing(index_elements=["webhook_id"])
             .returning(WebhookEvent.id))
     return conn.execute(stmt).scalar()

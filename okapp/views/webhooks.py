@@ -66,7 +66,7 @@ def receive(_subscription: str = ""):
     except UnicodeDecodeError:
         return Response("Unauthorized", status=401)
     verified = api.shopify_app(current_app.config["OKAPP"]).verify_webhook_req(
-        {"method": request.method, "headers": dict(request.headers), "url": request.url,
+        {"method": request.method, "headers": dict(request.headers), "url": request.path,
          "body": body})
     if not verified.ok:
         # A missing signature is as untrusted as a wrong one (App Store rule: 401).
