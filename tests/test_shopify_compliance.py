@@ -157,3 +157,26 @@ def test_shop_redact_erases_the_shop(client, simulator, session, runtime):
     # Only the record that the erasure was done remains, without its payload.
     events = session.scalars(select(WebhookEvent)).all()
     assert [(e.topic, e.payload) for e in events] == [("shop/redact", '{"redacted": true}')]
+
+
+def test_a_late_uninstall_from_before_a_reinstall_changes_nothing(client, simulator, session,
+                                                                  runtime):
+    from datetime import timedelta
+
+    simulator.generate("acme", orders=0)
+    shop = _installed_shop(client, simulator, session)
+    body, headers = simulator.signed_webhook(
+        "acme", "app/uninstalled", {"domain": "acme.myshopify.com"},
+        triggered_at=shop.installed_at - timedelta(hours=2))
+    assert client.post("/webhooks/app", data=body, headers=headers).status_code == 200
+    run_jobs(runtime, "webhooks")
+    session.expire_all()
+    assert session.get(Shop, shop.id).is_installed
+
+
+def test_shopify_unreachable_during_install_is_explained_not_bounced(client, simulator):
+    url = (f"/sequences?embedded=1&shop=ghost.myshopify.com"
+           f"&id_token={simulator.id_token('ghost')}")  # a shop the simulator does not know
+    response = client.get(url)
+    assert response.status_code == 503
+    assert b"could not reach Shopify" in response.data

@@ -86,9 +86,14 @@ def _install(domain: str, verified) -> Shop:
     runtime = _runtime()
     try:
         token = tokens.exchange_id_token(runtime, verified.id_token)
-    except tokens.ShopifyError:
-        current_app.logger.warning("token exchange refused for %s", domain)
-        _refuse(verified.invalid_token_response)
+    except tokens.ShopifyError as exc:
+        current_app.logger.warning("token exchange for %s failed: %s", domain, exc.code)
+        if exc.code == "invalid_subject_token":
+            _refuse(verified.invalid_token_response)  # App Bridge fetches a fresh ID token
+        # Shopify unreachable or refusing us: say so, rather than bounce for ever.
+        abort(Response("okapp could not reach Shopify to finish signing you in. Please try "
+                       "again in a minute.", status=503, mimetype="text/plain",
+                       headers={"Retry-After": "30"}))
     session = db()
     shop = tokens.install(session, domain, token, utcnow())
     session.commit()

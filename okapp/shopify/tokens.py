@@ -30,6 +30,10 @@ LOCK_TIMEOUT = 30  # seconds a refresh may hold the per-shop lock
 class ShopifyError(RuntimeError):
     """Shopify refused or failed a call; the message says which and why (never a secret)."""
 
+    def __init__(self, message: str, code: str = ""):
+        super().__init__(message)
+        self.code = code  # shopify_app's log code, e.g. invalid_subject_token, network_error
+
 
 class ReauthRequired(ShopifyError):
     """The shop's refresh token is dead or the app is not installed: the merchant must reopen it."""
@@ -80,7 +84,7 @@ def exchange_id_token(runtime: Runtime, id_token) -> TokenExchangeAccessToken:
         "offline", id_token=id_token, expiring=True, http_client=api.http_client(config)
     )
     if not result.ok or result.access_token is None:
-        raise ShopifyError(f"token exchange failed: {result.log.code}")
+        raise ShopifyError(f"token exchange failed: {result.log.code}", result.log.code)
     return result.access_token
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import delete, or_, select, update
@@ -85,6 +85,11 @@ def apply_event(runtime: Runtime, session: Session, event: WebhookEvent, now: da
     if shop is None:
         return "ignored: unknown shop"
     if topic == "app/uninstalled":
+        # A late retry of an uninstall from before the latest install is stale. (Timestamps
+        # are to the second; within a minute it applies, and reopening the app heals that.)
+        if (event.triggered_at and shop.installed_at and shop.is_installed
+                and event.triggered_at + timedelta(minutes=1) < shop.installed_at):
+            return "ignored: the shop reinstalled after this uninstall"
         return uninstall(session, shop, now)
     if topic == "customers/redact":
         return redact_customer(runtime, session, shop, payload)
