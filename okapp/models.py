@@ -181,7 +181,7 @@ class Order(Base):
     # and once every parcel has arrived (the last delivery).
     fulfilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # Set by the engine when a review request for this order is first queued, by any sequence:
+    # Set by the send job when a review request for this order is first sent, by any sequence:
     # the "never asked twice" rule survives a sequence being deleted.
     review_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     synced_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -328,7 +328,9 @@ class Enrollment(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    # No index of its own: (shop_id, email) serves lookups by shop, and each index costs every
+    # scheduler transition.
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
     sequence_id: Mapped[int] = mapped_column(ForeignKey("sequences.id", ondelete="CASCADE"))
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
     block_id: Mapped[int | None] = mapped_column(ForeignKey("blocks.id", ondelete="SET NULL"))
@@ -392,7 +394,8 @@ class Message(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    # No index of its own: (shop_id, recipient, sent_at) serves lookups by shop.
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
     enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id", ondelete="CASCADE"))
     block_id: Mapped[int] = mapped_column(ForeignKey("blocks.id", ondelete="CASCADE"))
     email_template_id: Mapped[int | None] = mapped_column(

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from okapp.emails.suppression import suppress
 from okapp.models import BlockKind, Enrollment, RecruitSkip, Review
-from okapp.sequences.lifecycle import start_sequence, stop_sequence
+from okapp.sequences.lifecycle import delete_sequence, start_sequence, stop_sequence
 from okapp.sequences.recruit import (
     RULE_ORDER,
     SKIP_REASONS,
@@ -20,7 +20,7 @@ from okapp.sequences.recruit import (
 )
 from okapp.sequences.scheduler import tick
 from okapp.sequences.templates import create_sequence
-from tests.engine_support import NOW, blocks_of, events
+from tests.engine_support import NOW, blocks_of, events, work
 from tests.engine_support import running as running_since
 from tests.factories import make_order, make_product
 
@@ -127,8 +127,26 @@ def test_a_request_in_flight_in_another_sequence_blocks_recruitment(session, sho
     stop_sequence(session, first, NOW)
     second = running(session, shop, start="2026-10-01", started=NOW + timedelta(minutes=1))
     session.refresh(order)
-    assert order.review_requested_at == NOW
+    assert order.review_requested_at is None  # queued, not sent yet: the message row counts
     assert skip_reason(session, second, order, NOW, lookback=True) == "already_requested"
+
+
+def test_a_sent_request_is_remembered_after_its_sequence_is_deleted(session, shop, runtime):
+    first = running(session, shop, start="2026-10-01")
+    order = _order(session, shop, fulfilled_at=NOW - timedelta(days=8))
+    consider_order(session, order, NOW - timedelta(hours=1))
+    session.commit()
+    tick(runtime, NOW)
+    work(runtime)
+    stop_sequence(session, first, NOW)
+    delete_sequence(session, first)
+    session.commit()
+    session.refresh(order)
+    assert order.review_requested_at is not None
+    second = running(session, shop, start="2026-10-01", started=NOW + timedelta(minutes=1))
+    assert consider_order(session, order, NOW + timedelta(minutes=2)) is None
+    assert skip_of(session, order) == "already_requested"
+    assert second.status == "running"
 
 
 def test_delivery_arriving_later_moves_the_wait(session, shop):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-04 15:50:59.737201
+Create Date: 2026-12-04 16:26:11.776907
 """
 from alembic import op
 import sqlalchemy as sa
@@ -302,7 +302,6 @@ def upgrade() -> None:
         batch_op.create_index('ix_enrollments_due', ['due_at'], unique=False, postgresql_where=sa.text("state = 'waiting'"), sqlite_where=sa.text("state = 'waiting'"))
         batch_op.create_index(batch_op.f('ix_enrollments_order_id'), ['order_id'], unique=False)
         batch_op.create_index('ix_enrollments_shop_email', ['shop_id', 'email'], unique=False)
-        batch_op.create_index(batch_op.f('ix_enrollments_shop_id'), ['shop_id'], unique=False)
 
     op.create_table('review_media',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -368,7 +367,6 @@ def upgrade() -> None:
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.create_index('ix_messages_block_state', ['block_id', 'state'], unique=False)
         batch_op.create_index('ix_messages_queued', ['queued_at'], unique=False, postgresql_where=sa.text("state = 'queued'"), sqlite_where=sa.text("state = 'queued'"))
-        batch_op.create_index(batch_op.f('ix_messages_shop_id'), ['shop_id'], unique=False)
         batch_op.create_index('ix_messages_shop_recipient_sent', ['shop_id', 'recipient', 'sent_at'], unique=False)
         batch_op.create_index('ix_messages_state_claimed', ['state', 'claimed_at'], unique=False)
 
@@ -380,7 +378,6 @@ def downgrade() -> None:
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.drop_index('ix_messages_state_claimed')
         batch_op.drop_index('ix_messages_shop_recipient_sent')
-        batch_op.drop_index(batch_op.f('ix_messages_shop_id'))
         batch_op.drop_index('ix_messages_queued', postgresql_where=sa.text("state = 'queued'"), sqlite_where=sa.text("state = 'queued'"))
         batch_op.drop_index('ix_messages_block_state')
 
@@ -394,7 +391,6 @@ def downgrade() -> None:
 
     op.drop_table('review_media')
     with op.batch_alter_table('enrollments', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_enrollments_shop_id'))
         batch_op.drop_index('ix_enrollments_shop_email')
         batch_op.drop_index(batch_op.f('ix_enrollments_order_id'))
         batch_op.drop_index('ix_enrollments_due', postgresql_where=sa.text("state = 'waiting'"), sqlite_where=sa.text("state = 'waiting'"))

@@ -30,10 +30,12 @@ from okapp.emails.render import NothingToReview, render_message
 from okapp.emails.suppression import suppress, suppression_reason
 from okapp.emails.transport import PermanentDeliveryError, TransientDeliveryError, deliver
 from okapp.models import (
+    EmailKind,
     Enrollment,
     EnrollmentState,
     Message,
     MessageState,
+    Order,
     SequenceStatus,
     Shop,
 )
@@ -148,7 +150,14 @@ def send_message(message_id: int) -> str:
             suppress(session, message.shop_id, message.recipient, "bounce", utcnow())
         return f"failed: {exc}"
     with runtime.session_scope() as session:
-        _finish(session, *where, MessageState.SENT, "sent", sent_at=utcnow(), error="")
+        now = utcnow()
+        _finish(session, *where, MessageState.SENT, "sent", sent_at=now, error="")
+        if message.kind == EmailKind.REQUEST.value:
+            # Asked once, ever: kept on the order, so deleting the sequence does not forget it.
+            session.execute(update(Order).where(Order.id == message.enrollment.order_id,
+                                                Order.review_requested_at.is_(None))
+                            .values(review_requested_at=now)
+                            .execution_options(synchronize_session=False))
     return "sent"
 
 

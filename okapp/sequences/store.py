@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Integer, String, Text, any_, bindparam, cast, func, select, text, update
+from sqlalchemy import Integer, String, Text, any_, bindparam, cast, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -19,7 +19,6 @@ from okapp.emails.suppression import domain_entry
 from okapp.models import (
     Block,
     BlockKind,
-    EmailKind,
     EmailTemplate,
     Enrollment,
     LineItem,
@@ -281,7 +280,6 @@ def save_outcomes(session: Session, travellers: list[Traveller], outcomes: list[
               "entered": o.entered_at, "reason": o.exit_reason, "now": now} for t, o in changed],
         )
     message_rows = []
-    requested_orders = set()
     for t, o in changed:
         for m in o.messages:
             message_rows.append({
@@ -292,8 +290,6 @@ def save_outcomes(session: Session, travellers: list[Traveller], outcomes: list[
                 "state": MessageState.QUEUED.value, "attempts": 0, "queued_at": now,
                 "subject": "", "skip_reason": "", "error": "", "opens": 0, "clicks": 0,
             })
-            if m.kind == EmailKind.REQUEST.value:
-                requested_orders.add(t.order.id)
     created: list[int] = []
     if message_rows and postgres:
         created = list(session.scalars(_PG_INSERT_MESSAGES, {
@@ -309,10 +305,6 @@ def save_outcomes(session: Session, travellers: list[Traveller], outcomes: list[
                     .on_conflict_do_nothing(index_elements=["enrollment_id", "block_id"])
                     .returning(Message.id))
             created.extend(session.scalars(stmt).all())
-    if requested_orders:
-        session.execute(
-            update(Order).where(Order.id.in_(requested_orders), Order.review_requested_at.is_(None))
-            .values(review_requested_at=now), execution_options={"synchronize_session": False})
     steps = [(t.enrollment_id, b, at, event, detail)
              for t, o in changed for b, at, event, detail in o.steps]
     if steps and postgres:
