@@ -215,6 +215,10 @@ def pg_array(values: Iterable) -> str:
     """A PostgreSQL array literal for CAST(:x AS type[]): one string, built with str.join,
     instead of psycopg adapting thousands of list items one by one. Integers, text (quoted and
     escaped), aware datetimes (as naive UTC, how UTCDateTime stores them) and None."""
+    values = list(values)
+    if all(type(v) is int for v in values):
+        return "{" + ",".join(map(str, values)) + "}"
+
     def item(v) -> str:
         if v is None:
             return "NULL"
