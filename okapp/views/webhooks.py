@@ -19,7 +19,6 @@ from __future__ import annotations
 import threading
 
 from flask import Blueprint, Response, current_app, request
-from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from okapp.db import make_engine, utcnow
@@ -44,17 +43,12 @@ def _intake_engine(topic: str) -> Engine:
     url = runtime().config.database_url
     with _engines_lock:
         if url not in _engines:
-            engine = make_engine(url, pool_pre_ping=False, isolation_level="AUTOCOMMIT")
-            if engine.dialect.name == "postgresql":
-                event.listen(engine, "connect", _asynchronous_commit)
-            _engines[url] = engine
+            options = {}
+            if url.startswith("postgresql"):
+                options["connect_args"] = {"options": "-c synchronous_commit=off"}
+            _engines[url] = make_engine(url, pool_pre_ping=False, isolation_level="AUTOCOMMIT",
+                                        **options)
         return _engines[url]
-
-
-def _asynchronous_commit(dbapi_conn, _record) -> None:
-    cursor = dbapi_conn.cursor()
-    cursor.execute("SET synchronous_commit TO off")
-    cursor.close()
 
 
 @bp.post("/webhooks")
