@@ -198,7 +198,7 @@ def advance(t: Traveller, ctx: Context, arriving: bool, not_before: datetime | N
             kind = ctx.email_kinds.get(template_id, "request")
             out.messages.append(NewMessage(block.id, template_id, kind))
             ctx.recent_emails.setdefault((t.shop_id, t.email), []).append((t.enrollment_id, now))
-            out.steps.append((block.id, now, "queued", f"email “{kind}” queued"))
+            # No journal row: the Message row itself (queued_at, state) is the record.
             out.counters[(block.sequence_id, block.id, "queued")] += 1
         elif block.kind == BlockKind.SPLIT.value:
             condition = block.config.get("condition", "reviewed")

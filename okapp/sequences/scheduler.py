@@ -13,6 +13,7 @@ again, and a message stuck in `sending` (its worker died) is resolved (see `resc
 
 from __future__ import annotations
 
+import threading
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from okapp.sequences.stats import attribute_reviews
 from okapp.sequences.store import load_context, load_travellers, save_outcomes
 
 BATCH_SIZE = 2000
+LANES = 2  # threads per tick on PostgreSQL
 SEND_JOB = "okapp.jobs.sends.send_message"
 SEND_TIMEOUT = 120  # seconds; RQ kills a send job that runs longer
 SEND_RETRY = Retry(max=5, interval=[30, 120, 600, 1800, 3600])  # transient SMTP errors
@@ -151,9 +153,49 @@ def relax_commit(session: Session) -> None:
         session.execute(text("SET LOCAL synchronous_commit = off"))
 
 
-def tick(runtime, now: datetime, batch_size: int = BATCH_SIZE) -> TickResult:
-    """Advance everything due at `now`; returns what was done."""
+def tick(runtime, now: datetime, batch_size: int = BATCH_SIZE,
+         lanes: int | None = None) -> TickResult:
+    """Advance everything due at `now`; returns what was done.
+
+    On PostgreSQL the due rows are worked by `LANES` threads at once, each claiming its own
+    batches (SKIP LOCKED keeps them apart, as between two scheduler processes): while one waits
+    on the database or Redis, another computes."""
+    if lanes is None:
+        lanes = LANES if runtime.engine.dialect.name == "postgresql" else 1
+    results = [TickResult() for _ in range(lanes)]
+    if lanes == 1:
+        _advance_due(runtime, now, batch_size, results[0])
+    else:
+        errors: list[BaseException] = []
+
+        def lane(result: TickResult) -> None:
+            try:
+                _advance_due(runtime, now, batch_size, result)
+            except BaseException as exc:  # handed to the calling thread below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=lane, args=(r,), name=f"tick-lane-{i}")
+                   for i, r in enumerate(results)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
     result = TickResult()
+    for lane_result in results:
+        result.advanced += lane_result.advanced
+        result.messages_queued += lane_result.messages_queued
+        result.batches += lane_result.batches
+    rescue_sending(runtime, now, result)
+    requeue_orphans(runtime, now, result)
+    with runtime.session_scope() as session:
+        result.reviews_credited = attribute_reviews(session, now)
+    return result
+
+
+def _advance_due(runtime, now: datetime, batch_size: int, result: TickResult) -> None:
+    """Claim, advance and save due enrollments batch by batch until none is left."""
     queue = runtime.queue("sends")
     mail_from = runtime.config.mail_from
     shops: dict = {}
@@ -164,7 +206,7 @@ def tick(runtime, now: datetime, batch_size: int = BATCH_SIZE) -> TickResult:
             relax_commit(session)
             claimed = claim_due(session, now, batch_size, after)
             if not claimed:
-                break
+                return
             after = claimed[-1][1], claimed[-1][0]
             ids = [row[0] for row in claimed]
             travellers = load_travellers(session, ids)
@@ -177,12 +219,7 @@ def tick(runtime, now: datetime, batch_size: int = BATCH_SIZE) -> TickResult:
         result.advanced += len(ids)
         result.messages_queued += len(created)
         if len(ids) < batch_size:
-            break
-    rescue_sending(runtime, now, result)
-    requeue_orphans(runtime, now, result)
-    with runtime.session_scope() as session:
-        result.reviews_credited = attribute_reviews(session, now)
-    return result
+            return
 
 
 def _lock(session: Session, query):
