@@ -59,9 +59,8 @@ def test_htmx_requests_carry_a_fresh_id_token_and_a_stale_one_is_retried(browser
     assert [(status, auth) for _, status, auth in seen] == [
         (401, f"Bearer {issued[0]}"), (200, f"Bearer {issued[1]}")]
     # The next request fetches a new token again (they live one minute).
-    page.click("#probe")
-    page.wait_for_function("() => true")
-    page.wait_for_timeout(500)
-    assert len(issued) == 3 and seen[-1] == (seen[-1][0], 200, f"Bearer {issued[2]}")
+    with page.expect_response(lambda r: "probe=1" in r.url and r.status == 200):
+        page.click("#probe")
+    assert len(issued) == 3 and seen[-1][1:] == (200, f"Bearer {issued[2]}")
     assert errors == []
     context.close()
