@@ -29,6 +29,11 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
         MAX_CONTENT_LENGTH=200 * 1024 * 1024,
     )
     app.extensions["okapp"] = runtime
+    if config.trust_proxy_hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = config.trust_proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     from okapp import views
 

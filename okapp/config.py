@@ -23,6 +23,28 @@ def _env(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
+def _int_env(name: str, default: int, minimum: int = 0) -> int:
+    raw = _env(name, str(default)).strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def _seconds_list_env(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = _env(name, ",".join(map(str, default)))
+    try:
+        values = tuple(int(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated seconds, e.g. 30,120,600") from None
+    if not values or min(values) < 1:
+        raise ConfigError(f"{name} needs at least one interval of 1 second or more")
+    return values
+
+
 @dataclass
 class Config:
     env: str = "development"  # OKAPP_ENV: development | production | test
@@ -47,6 +69,12 @@ class Config:
     review_max_photo_mb: int = 20
     review_max_video_mb: int = 200
     review_max_megapixels: int = 50
+    # A message left `sending` or a job lost with Redis is repaired after this long.
+    repair_after_seconds: int = 600
+    # Backoff between retries of a transiently refused email (4xx, timeouts).
+    send_retry_intervals: tuple[int, ...] = (30, 120, 600, 1800, 3600)
+    # Proxies in front of the app whose X-Forwarded-* headers are trusted (0: none).
+    trust_proxy_hops: int = 0
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -72,9 +100,13 @@ class Config:
             dkim_private_key_path=_env("DKIM_PRIVATE_KEY_PATH"),
             dkim_selector=_env("DKIM_SELECTOR"),
             dkim_domain=_env("DKIM_DOMAIN"),
-            review_max_photo_mb=int(_env("REVIEW_MAX_PHOTO_MB", "20")),
-            review_max_video_mb=int(_env("REVIEW_MAX_VIDEO_MB", "200")),
-            review_max_megapixels=int(_env("REVIEW_MAX_MEGAPIXELS", "50")),
+            review_max_photo_mb=_int_env("REVIEW_MAX_PHOTO_MB", 20, minimum=1),
+            review_max_video_mb=_int_env("REVIEW_MAX_VIDEO_MB", 200, minimum=1),
+            review_max_megapixels=_int_env("REVIEW_MAX_MEGAPIXELS", 50, minimum=1),
+            repair_after_seconds=_int_env("OKAPP_REPAIR_AFTER_SECONDS", 600, minimum=1),
+            send_retry_intervals=_seconds_list_env("OKAPP_SEND_RETRY_INTERVALS",
+                                                   (30, 120, 600, 1800, 3600)),
+            trust_proxy_hops=_int_env("TRUST_PROXY_HOPS", 0),
         )
         if not config.database_url:
             config.database_url = f"sqlite:///{instance / 'okapp.db'}"

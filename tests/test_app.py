@@ -69,3 +69,34 @@ def test_no_dev_login_in_production(config, shop):
 
 def test_htmx_responses_vary_on_hx_request(merchant):
     assert "HX-Request" in merchant.get("/sequences").headers["Vary"]
+
+
+def test_numeric_settings_are_validated(monkeypatch):
+    monkeypatch.setenv("OKAPP_SEND_RETRY_INTERVALS", "30,soon")
+    with pytest.raises(ConfigError, match="OKAPP_SEND_RETRY_INTERVALS"):
+        Config.from_env()
+    monkeypatch.setenv("OKAPP_SEND_RETRY_INTERVALS", "5,10")
+    monkeypatch.setenv("OKAPP_REPAIR_AFTER_SECONDS", "0")
+    with pytest.raises(ConfigError, match="at least 1"):
+        Config.from_env()
+    monkeypatch.setenv("OKAPP_REPAIR_AFTER_SECONDS", "45")
+    config = Config.from_env()
+    assert (config.send_retry_intervals, config.repair_after_seconds) == ((5, 10), 45)
+
+
+def test_proxy_headers_trusted_only_when_configured(config):
+    config.trust_proxy_hops = 1
+    app = create_app(runtime=Runtime(config))
+
+    @app.get("/_addr")
+    def addr():
+        from flask import request
+
+        return request.remote_addr
+
+    headers = {"X-Forwarded-For": "203.0.113.9"}
+    assert app.test_client().get("/_addr", headers=headers).text == "203.0.113.9"
+    config.trust_proxy_hops = 0
+    plain = create_app(runtime=Runtime(config))
+    plain.add_url_rule("/_addr", view_func=addr)
+    assert plain.test_client().get("/_addr", headers=headers).text == "127.0.0.1"
