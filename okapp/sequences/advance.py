@@ -27,7 +27,7 @@ class BlockInfo:
     next: dict[str, int | None]  # branch ("" for a plain chain) -> next block id
 
 
-@dataclass
+@dataclass(slots=True)
 class OrderFacts:
     id: int
     fulfilled_at: datetime | None
@@ -44,7 +44,7 @@ class ReviewFacts:
     has_media: bool
 
 
-@dataclass
+@dataclass(slots=True)
 class Traveller:
     enrollment_id: int
     shop_id: int
