@@ -34,6 +34,14 @@ def run_forever(runtime: Runtime, interval: float, stop: threading.Event | None 
         except Exception:  # one bad tick must not end the loop; the next one retries
             log.exception("scheduler tick failed")
         try:
+            # Webhooks stored but never applied (their job was lost with Redis, or the web
+            # process could not enqueue it) go back on the queue.
+            from okapp.jobs.webhooks import requeue_stale
+
+            requeue_stale(runtime)
+        except Exception:
+            log.exception("re-queueing unapplied webhooks failed")
+        try:
             # Re-read recent orders from Shopify now and then (missed webhooks); once per
             # interval across every scheduler, however many run.
             from okapp.jobs.sync import reconcile_all

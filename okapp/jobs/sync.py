@@ -117,9 +117,6 @@ def reconcile_all(runtime: Runtime | None = None, now: datetime | None = None) -
     if not runtime.redis.set("okapp:reconcile-all", "1", nx=True,
                              ex=int(RECONCILE_EVERY.total_seconds())):
         return 0
-    from okapp.jobs.webhooks import requeue_stale
-
-    requeue_stale(runtime, now)
     with runtime.session_scope() as session:
         shop_ids = session.scalars(select(Shop.id).where(
             Shop.installed_at.is_not(None), Shop.uninstalled_at.is_(None),

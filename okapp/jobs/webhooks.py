@@ -4,7 +4,8 @@ The `webhook_events` table is the queue: the endpoint only stores a row and rais
 Redis; the first flag of a quiet moment enqueues one `drain` job, which takes unprocessed events
 oldest first (row locks with SKIP LOCKED, so several workers share the work) and applies each in
 its own transaction. A failed event records its error and is retried later (`requeue_stale`,
-from the periodic reconciliation) up to MAX_ATTEMPTS times.
+called by every scheduler loop) up to MAX_ATTEMPTS times; so is an event whose drain was lost
+with Redis or never signalled because Redis was down.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ log = logging.getLogger(__name__)
 DRAIN_FLAG = "okapp:webhooks:drain-pending"
 DRAIN_FLAG_TTL = 300  # a lost drain job is replaced after this long at the latest
 MAX_ATTEMPTS = 8
-STALE_AFTER = timedelta(minutes=5)
 
 
 def signal_drain(runtime: Runtime) -> None:
@@ -80,7 +80,7 @@ def _apply_next(runtime: Runtime, skip: set[int]) -> int | None:
 
 def requeue_stale(runtime: Runtime, now=None) -> int:
     """Events stored a while ago and still not applied (a failure, a lost job): drain again."""
-    cutoff = (now or utcnow()) - STALE_AFTER
+    cutoff = (now or utcnow()) - timedelta(seconds=runtime.config.repair_after_seconds)
     with runtime.session_scope() as session:
         waiting = len(session.scalars(select(WebhookEvent.id).where(
             WebhookEvent.processed_at.is_(None), WebhookEvent.received_at < cutoff,

@@ -36,10 +36,17 @@ LANES = 2  # threads per tick on PostgreSQL
 SEND_JOB = "okapp.jobs.sends.send_message"
 SEND_TIMEOUT = 120  # seconds; RQ kills a send job that runs longer
 SEND_RETRY = Retry(max=5, interval=[30, 120, 600, 1800, 3600])  # transient SMTP errors
-# A message in `sending` longer than this has lost its worker (the job timeout is far shorter).
-STUCK_AFTER = timedelta(minutes=10)
-# A queued message whose job is missing this long after queueing is enqueued again.
-ORPHAN_AFTER = timedelta(minutes=10)
+def send_retry(config) -> Retry:
+    """Backoff for transient SMTP errors (`OKAPP_SEND_RETRY_INTERVALS`)."""
+    intervals = list(config.send_retry_intervals)
+    return Retry(max=len(intervals), interval=intervals)
+
+
+def repair_after(config) -> timedelta:
+    """A message `sending` longer than this has lost its worker (the job timeout is far shorter),
+    and a queued message whose job is missing this long after queueing is enqueued again."""
+    return timedelta(seconds=config.repair_after_seconds)
+
 RESCUE_LIMIT = 500
 
 
@@ -122,12 +129,12 @@ return (#ARGV - first + 1) / 3
 ENQUEUE_CHUNK = 1000
 
 
-def enqueue_sends(queue, message_ids: list[int]) -> None:
+def enqueue_sends(queue, message_ids: list[int], retry: Retry = SEND_RETRY) -> None:
     """One `send_message` job per message (deterministic id), in one script call per chunk."""
     if not message_ids:
         return
     template = queue.create_job(SEND_JOB, args=(0,), job_id=job_id(0), timeout=SEND_TIMEOUT,
-                                retry=SEND_RETRY, result_ttl=0, failure_ttl=7 * 24 * 3600,
+                                retry=retry, result_ttl=0, failure_ttl=7 * 24 * 3600,
                                 status=JobStatus.QUEUED)
     template.origin = queue.name
     template.enqueued_at = rq_now()
@@ -214,7 +221,7 @@ def _advance_due(runtime, now: datetime, batch_size: int, result: TickResult) ->
             shops, blocks = ctx.shops, ctx.blocks
             outcomes = [advance(t, ctx, arriving=False) for t in travellers]
             created = save_outcomes(session, travellers, outcomes, now, mail_from)
-        enqueue_sends(queue, created)  # after commit: a job never runs before its row exists
+        enqueue_sends(queue, created, send_retry(runtime.config))  # after commit: a job never runs before its row exists
         result.batches += 1
         result.advanced += len(ids)
         result.messages_queued += len(created)
@@ -242,7 +249,7 @@ def rescue_sending(runtime, now: datetime, result: TickResult) -> None:
             Enrollment.sequence_id)
             .join(Enrollment, Enrollment.id == Message.enrollment_id)
             .where(Message.state == MessageState.SENDING.value,
-                   Message.claimed_at < now - STUCK_AFTER)
+                   Message.claimed_at < now - repair_after(runtime.config))
             .order_by(Message.claimed_at).limit(RESCUE_LIMIT))).all()
         if not stuck:
             return
@@ -262,7 +269,7 @@ def rescue_sending(runtime, now: datetime, result: TickResult) -> None:
                 key = (r.sequence_id, r.block_id, "failed")
                 deltas[key] = deltas.get(key, 0) + 1
             bump(session, deltas)
-    enqueue_sends(runtime.queue("sends"), again)
+    enqueue_sends(runtime.queue("sends"), again, send_retry(runtime.config))
     result.resent += len(again)
     result.unknown += len(unknown)
 
@@ -277,7 +284,7 @@ def requeue_orphans(runtime, now: datetime, result: TickResult) -> None:
     with runtime.session_scope() as session:
         ids = list(session.scalars(
             select(Message.id).where(Message.state == MessageState.QUEUED.value,
-                                     Message.queued_at < now - ORPHAN_AFTER)
+                                     Message.queued_at < now - repair_after(runtime.config))
             .order_by(Message.queued_at).limit(RESCUE_LIMIT)))
     if not ids:
         return
@@ -288,6 +295,6 @@ def requeue_orphans(runtime, now: datetime, result: TickResult) -> None:
         statuses = pipe.execute()
     orphans = [mid for mid, status in zip(ids, statuses, strict=True)
                if status is None or status.decode() not in _LIVE_JOB]
-    enqueue_sends(runtime.queue("sends"), orphans)
+    enqueue_sends(runtime.queue("sends"), orphans, send_retry(runtime.config))
     result.requeued += len(orphans)
 
