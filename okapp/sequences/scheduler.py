@@ -230,8 +230,10 @@ def _advance_due(runtime, now: datetime, batch_size: int, result: TickResult) ->
 
 
 def _lock(session: Session, query):
+    """Lock the selected messages (not the enrollments joined in) and skip those another
+    scheduler holds."""
     if session.get_bind().dialect.name == "postgresql":
-        return query.with_for_update(skip_locked=True)
+        return query.with_for_update(of=Message, skip_locked=True)
     return query
 
 
