@@ -230,6 +230,8 @@ def _queued(session, runtime, shop, **kw):
     (lambda s, seq, o, shop: setattr(o, "financial_status", "REFUNDED"), "order_refunded"),
     (lambda s, seq, o, shop: suppress(s, shop.id, o.email, "bounce", NOW), "suppressed_bounce"),
     (lambda s, seq, o, shop: setattr(shop, "uninstalled_at", NOW), "shop_uninstalled"),
+    (lambda s, seq, o, shop: [setattr(li, "refunded_quantity", li.quantity)
+                              for li in o.line_items], "nothing_to_review"),
 ])
 def test_send_time_rechecks_skip_with_a_reason(session, runtime, shop, config, change, reason):
     sequence, order, enrollment, message = _queued(session, runtime, shop)
@@ -345,11 +347,13 @@ def test_stop_keeps_places_and_restart_resumes(session, runtime, shop):
     assert not tick(runtime, NOW + timedelta(hours=1))
     session.refresh(enrollment)
     assert enrollment.state == EnrollmentState.WAITING.value
-    assert not start_sequence(session, sequence, NOW + timedelta(hours=2)).lookback \
-        or True
-    sequence.lookback_state = ""
+    restart = start_sequence(session, sequence, NOW + timedelta(hours=2))
+    assert restart.resumed
+    sequence.lookback_state = ""  # the (empty) import of orders fulfilled meanwhile is done
     session.commit()
     assert tick(runtime, NOW + timedelta(hours=2)).messages_queued == 1
+    session.refresh(enrollment)
+    assert enrollment.state == EnrollmentState.DONE.value
 
 
 def test_not_arrived_yet_pushes_the_next_step_once(session, runtime, shop):
