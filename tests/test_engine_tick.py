@@ -197,6 +197,19 @@ def test_second_order_of_an_address_is_deferred_not_dropped(session, runtime, sh
     assert len(messages(session)) == 2
 
 
+def test_two_lanes_holding_orders_of_one_address_take_turns(session, runtime, shop):
+    running(session, shop)
+    for _ in range(2):
+        order = make_order(session, shop, fulfilled_at=NOW - timedelta(days=7, hours=1),
+                           email="twice@example.com")
+        consider_order(session, order, NOW - timedelta(days=7))
+    session.commit()
+    # One enrollment per batch and two lanes: each lane holds one of the two orders at once.
+    result = tick(runtime, NOW, batch_size=1, lanes=2)
+    assert (result.advanced, result.messages_queued) == (2, 1)
+    assert len(messages(session)) == 1
+
+
 @pytest.mark.parametrize("change, reason", [
     (lambda s, o, shop: setattr(o, "cancelled_at", NOW), "order_cancelled"),
     (lambda s, o, shop: setattr(o, "refunded", True), "order_refunded"),

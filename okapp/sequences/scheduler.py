@@ -29,7 +29,7 @@ from okapp.models import Enrollment, Message, MessageState
 from okapp.sequences.advance import advance
 from okapp.sequences.journal import bump
 from okapp.sequences.stats import attribute_reviews
-from okapp.sequences.store import load_context, load_travellers, save_outcomes
+from okapp.sequences.store import load_context, load_travellers, pg_array, save_outcomes
 
 BATCH_SIZE = 2000
 LANES = 2  # threads per tick on PostgreSQL
@@ -151,6 +151,20 @@ def enqueue_sends(queue, message_ids: list[int], retry: Retry = SEND_RETRY) -> N
         script(args=args)
 
 
+def lock_addresses(session: Session, travellers) -> None:
+    """Hold each batch address until commit (PostgreSQL advisory locks, taken in one sorted
+    statement, so never in a deadlocking order): two schedulers or lanes that hold different
+    orders of the same customer take turns, and the second sees the first one's email when it
+    checks the gap between review emails."""
+    if session.get_bind().dialect.name != "postgresql" or not travellers:
+        return
+    keys = sorted({f"{t.shop_id}:{t.email}" for t in travellers})
+    # unnest yields the sorted keys in array order, so the locks are taken in that order.
+    session.execute(text("SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) "
+                         "FROM unnest(CAST(:keys AS text[])) AS k"),
+                    {"keys": pg_array(keys)})
+
+
 def relax_commit(session: Session) -> None:
     """Do not wait for the WAL flush when a tick's batch commits (PostgreSQL). Safe for sending
     once: a send job claims its message with an ordinary commit, which flushes the WAL written
@@ -217,6 +231,7 @@ def _advance_due(runtime, now: datetime, batch_size: int, result: TickResult) ->
             after = claimed[-1][1], claimed[-1][0]
             ids = [row[0] for row in claimed]
             travellers = load_travellers(session, ids)
+            lock_addresses(session, travellers)
             ctx = load_context(session, now, travellers, shops=shops, blocks=blocks)
             shops, blocks = ctx.shops, ctx.blocks
             outcomes = [advance(t, ctx, arriving=False) for t in travellers]
