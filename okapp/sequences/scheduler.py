@@ -9,6 +9,9 @@ one of them, and a message is unique on (enrollment, block) whatever happens.
 
 The tick also repairs what crashes leave behind: a message queued whose job is gone is enqueued
 again, and a message stuck in `sending` (its worker died) is resolved (see `rescue_sending`).
+
+Known cost: the due query filters on running sequences after the index, so the overdue rows of
+a stopped sequence are walked (not worked) by every tick until it restarts.
 """
 
 from __future__ import annotations
