@@ -179,3 +179,27 @@ def test_webhook_for_an_unknown_order_reads_it_from_graphql(client, simulator, s
     assert stored is not None and stored.fulfilled_at == T0 and stored.email == "jane@example.com"
     event = session.scalar(select(WebhookEvent))
     assert event.processed_at is not None and json.loads(event.payload)["order_id"] == order["id"]
+
+
+def test_an_order_for_a_product_added_after_install_brings_the_product(
+        client, simulator, session, runtime):
+    from okapp.models import Product
+    from okapp.shopify.simulator.store import next_id
+
+    _installed(client, simulator, session, runtime, orders=0)
+    shop = simulator.shop("acme")
+    with simulator.store.lock:  # the merchant adds a product; Shopify tells no one
+        shop.products.append({
+            "id": next_id(), "title": "Brand New Kettle", "handle": "brand-new-kettle",
+            "product_type": "Kitchen", "price": "64.00", "gift_card": False, "status": "ACTIVE",
+            "tags": [], "image_url": "https://cdn.example/kettle.jpg",
+            "updated_at": datetime.now(UTC)})
+    order = _new_order(simulator, items=((len(shop.products) - 1, 1),))
+    start = len(simulator.deliveries)
+    simulator.fulfill("acme", order["id"], at=T0)
+    forward_webhooks(client, simulator, start)
+    run_jobs(runtime, "webhooks")
+    session.expire_all()
+    product = session.scalar(select(Product).where(Product.title == "Brand New Kettle"))
+    assert product is not None and product.image_url == "https://cdn.example/kettle.jpg"
+    assert str(product.price) == "64.00"

@@ -60,6 +60,11 @@ def load_orders(session: Session, shop_id: int, gids: list[str]) -> dict[str, Or
 def upsert_orders(session: Session, shop: Shop, nodes: list[dict]) -> list[Order]:
     """Store a page of GraphQL order nodes; returns the orders that changed."""
     existing = load_orders(session, shop.id, [node["id"] for node in nodes])
+    products = {item["product"]["id"]: item["product"] for node in nodes
+                for item in _dig(node, "lineItems", "nodes") or []
+                if (item.get("product") or {}).get("title") is not None}
+    if products:
+        upsert_products(session, shop, list(products.values()))
     changed = []
     for node in nodes:
         order = existing.get(node["id"])

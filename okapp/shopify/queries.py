@@ -1,5 +1,13 @@
 """The Admin GraphQL queries okapp sends (field names as in the 2026-10 Admin API)."""
 
+PRODUCT_FIELDS = """
+  id title handle status productType tags updatedAt
+  featuredMedia { preview { image { url } } }
+  priceRangeV2 { maxVariantPrice { amount } }
+"""
+
+# Each line item carries its product whole: an order may name a product okapp has not seen yet
+# (created after the install; there is no products webhook), and emails need its title and image.
 ORDER_FIELDS = """
   id name createdAt processedAt updatedAt cancelledAt test
   displayFinancialStatus displayFulfillmentStatus
@@ -12,7 +20,7 @@ ORDER_FIELDS = """
   lineItems(first: 50) { nodes {
     id quantity title variantTitle requiresShipping isGiftCard
     originalUnitPriceSet { shopMoney { amount } }
-    product { id }
+    product { PRODUCT_FIELDS }
     variant { id image { url } }
     image { url }
   } }
@@ -21,7 +29,7 @@ ORDER_FIELDS = """
     fulfillmentLineItems(first: 50) { nodes { quantity lineItem { id } } }
   }
   refunds(first: 20) { id createdAt refundLineItems(first: 50) { nodes { quantity lineItem { id } } } }
-"""
+""".replace("PRODUCT_FIELDS", PRODUCT_FIELDS)
 
 SHOP = """
 query ShopDetails {
@@ -59,11 +67,7 @@ PRODUCTS = """
 query Products($first: Int!, $after: String) {
   products(first: $first, after: $after) {
     pageInfo { hasNextPage endCursor }
-    nodes {
-      id title handle status productType tags updatedAt
-      featuredMedia { preview { image { url } } }
-      priceRangeV2 { maxVariantPrice { amount } }
-    }
+    nodes { PRODUCT_FIELDS }
   }
 }
-"""
+""".replace("PRODUCT_FIELDS", PRODUCT_FIELDS)

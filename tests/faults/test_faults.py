@@ -11,6 +11,7 @@ import random
 import signal
 import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
@@ -136,11 +137,12 @@ def test_worker_killed_mid_send_then_restarted(world_factory):
     with world.runtime.session_scope() as s:
         unknown = s.scalars(select(Message).where(Message.state == MessageState.FAILED.value)).all()
         assert unknown and all("outcome unknown" in m.error for m in unknown)
-    assert len(unknown) <= 2  # at most the one in-flight message of each killed worker
+        # At most the one in-flight message of each killed worker.
+        assert len(unknown) <= 2
+        lost = Counter(m.enrollment.order.gid for m in unknown)
     for order in orders:
         gid = f"gid://shopify/Order/{order['id']}"
-        lost = sum(1 for m in unknown if m.enrollment.order.gid == gid)
-        assert received.get(gid, 0) == EMAILS_PER_ORDER - lost, f"{order['name']}: {received}"
+        assert received.get(gid, 0) == EMAILS_PER_ORDER - lost[gid], f"{order['name']}: {received}"
 
 
 def test_redis_stopped_for_30_seconds(world_factory):
@@ -247,9 +249,10 @@ def test_smtp_defers_then_rejects_then_times_out(world_factory):
     with world.runtime.session_scope() as s:
         for order in rejected:
             msgs = s.scalars(select(Message).where(Message.recipient == order["email"])).all()
-            states = sorted(m.state for m in msgs)
-            assert states.count("failed") == 1, states
-            assert all(m.state != "sent" for m in msgs)
+            # With no wait, the reminder may be queued before the request's 550 comes back:
+            # each is refused or skipped, never delivered, never retried.
+            assert any(m.state == "failed" and "550" in m.error for m in msgs), msgs
+            assert all(m.state in ("failed", "skipped") and m.attempts <= 1 for m in msgs)
         shop = s.scalar(select(Shop).where(Shop.domain == DOMAIN))
         suppressed = {r[0] for r in s.execute(text(
             "SELECT address FROM suppressions WHERE shop_id = :id AND reason = 'bounce'"),

@@ -121,7 +121,9 @@ class World:
             sequence = create_sequence(s, shop, self.template, now, name="Fault suite")
             for block in sequence.blocks:
                 if block.kind == BlockKind.WAIT.value:
-                    update_block(s, block, {"anchor": anchor_choices(block)[0][0],
+                    anchors = [key for key, _ in anchor_choices(block)]
+                    anchor = "previous_email" if "previous_email" in anchors else "fulfillment"
+                    update_block(s, block, {"anchor": anchor,
                                             "domestic_days": "0", "international_days": "0"}, now)
                 elif block.kind == BlockKind.RECRUIT.value:
                     update_block(s, block, {"start_date": shop_today(shop, now).isoformat()}, now)
@@ -186,8 +188,46 @@ class World:
             c = self.counts()
             busy = c["waiting"] or c.get("queued") or c.get("sending")
             return c if c["enrolled"] >= expected_enrollments and not busy else None
-        return wait_until(settled, timeout, f"{expected_enrollments} orders to settle "
-                          f"(now {self.counts()})", interval=0.5)
+        try:
+            return wait_until(settled, timeout, f"{expected_enrollments} orders to settle",
+                              interval=0.5)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.diagnosis()}") from None
+
+    def diagnosis(self) -> str:
+        """What is not settled, and why, for a failing scenario's message."""
+        from okapp.models import RecruitSkip, WebhookEvent
+
+        now = datetime.now(UTC)
+        lines = [f"counts: {self.counts()}"]
+        with self.runtime.session_scope() as s:
+            for e in s.scalars(select(Enrollment).where(
+                    Enrollment.state == EnrollmentState.WAITING.value).limit(10)):
+                lines.append(f"waiting enrollment {e.id}: block {e.block and e.block.kind} "
+                             f"due in {(e.due_at - now).total_seconds() if e.due_at else None}s")
+            for m in s.scalars(select(Message).where(Message.state.in_(
+                    [MessageState.QUEUED.value, MessageState.SENDING.value])).limit(10)):
+                job = self.runtime.redis.hget(f"rq:job:send-message-{m.id}", "status")
+                lines.append(f"message {m.id} {m.state} queued {m.queued_at} claimed "
+                             f"{m.claimed_at} job={job} error={m.error[:120]!r}")
+            enrolled = set(s.scalars(select(Enrollment.order_id)))
+            for o in s.scalars(select(Order)):
+                if o.id not in enrolled:
+                    skip = s.scalar(select(RecruitSkip.reason).where(RecruitSkip.order_id == o.id))
+                    lines.append(f"order {o.name} not enrolled: skip={skip} "
+                                 f"fulfilled_at={o.fulfilled_at}")
+            known = {o.gid for o in s.scalars(select(Order))}
+            missing = [o["name"] for o in self.orders
+                       if f"gid://shopify/Order/{o['id']}" not in known]
+            lines.append(f"orders never stored: {missing[:20]}")
+            for ev in s.scalars(select(WebhookEvent).where(
+                    WebhookEvent.processed_at.is_(None)).limit(10)):
+                lines.append(f"unapplied webhook {ev.id} {ev.topic} attempts={ev.attempts} "
+                             f"error={ev.error[:160]!r}")
+        for name in self.stack.procs:
+            if self.stack.procs[name].poll() is not None:
+                lines.append(f"process {name} exited with {self.stack.procs[name].returncode}")
+        return "\n".join(lines)
 
     def check(self, eligible: list[dict], must_be_sent: bool = True,
               none_after: datetime | None = None) -> Counter:

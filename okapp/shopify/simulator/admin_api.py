@@ -81,7 +81,8 @@ def order_node(shop: SimShop, order: dict) -> dict:
             "title": item["title"], "variantTitle": item["variant_title"] or None,
             "requiresShipping": item["requires_shipping"], "isGiftCard": item["gift_card"],
             "originalUnitPriceSet": money(item["price"]),
-            "product": {"id": gid("Product", item["product_id"])},
+            "product": (product_node(shop.product(item["product_id"]))
+                        if shop.product(item["product_id"]) else None),
             "variant": {"id": gid("ProductVariant", item["variant_id"]),
                         "image": {"url": item["image_url"]}},
             "image": {"url": item["image_url"]},

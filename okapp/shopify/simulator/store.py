@@ -113,6 +113,10 @@ class SimShop:
         except (KeyError, ValueError):
             raise LookupError(f"order {order_id} does not exist in {self.domain}") from None
 
+    def product(self, product_id: int) -> dict | None:
+        """The product, or None once it was deleted (Shopify then answers `product: null`)."""
+        return next((p for p in self.products if p["id"] == product_id), None)
+
     def fulfillment(self, fulfillment_id: int) -> tuple[dict, dict]:
         for order in self.orders.values():
             for parcel in order["fulfillments"]:
