@@ -184,7 +184,7 @@ def naive_loop(runtime: Runtime, sequence_id: int, now: datetime) -> int:
             enrollment.due_at, enrollment.updated_at = None, now
             s.flush()
             mid = message.id
-        queue.enqueue(SEND_JOB, mid, job_id=job_id(mid))
+        queue.enqueue(SEND_JOB, [mid], job_id=job_id([mid]))
         done += 1
 
 

@@ -9,7 +9,8 @@ from rq.job import Job, JobStatus
 from sqlalchemy import select
 
 from okapp.emails.suppression import suppress, suppression_reason
-from okapp.jobs.sends import send_message
+from okapp.jobs import sends
+from okapp.jobs.sends import send_messages
 from okapp.models import (
     BlockKind,
     EnrollmentState,
@@ -44,7 +45,7 @@ def test_review_request_is_sent_once_when_due(session, runtime, shop, config):
     assert (result.advanced, result.messages_queued) == (1, 1)
     [message] = messages(session)
     assert message.state == MessageState.QUEUED.value and message.block_id == send.id
-    assert runtime.queue("sends").job_ids == [job_id(message.id)]
+    assert runtime.queue("sends").job_ids == [job_id([message.id])]
     assert not tick(runtime, NOW + timedelta(minutes=1))  # nothing twice
 
     assert work(runtime) == 1
@@ -284,29 +285,97 @@ def test_permanent_rejection_fails_and_suppresses(session, runtime, shop, config
     assert smtp_sink.count == 0
 
 
-def test_transient_error_goes_back_to_queued_and_rq_retries(session, runtime, shop, config,
-                                                          smtp_sink):
+def _queued_batch(session, runtime, shop, count):
+    """`count` messages queued by one tick, so in one send job."""
+    sequence, order, enrollment, product = journey(session, shop)
+    orders = [order]
+    for _ in range(count - 1):
+        orders.append(make_order(session, shop, [product],
+                                 fulfilled_at=NOW - timedelta(days=7, hours=1)))
+        consider_order(session, orders[-1], NOW - timedelta(days=7))
+    session.commit()
+    tick(runtime, NOW)
+    batch = messages(session)
+    assert runtime.queue("sends").job_ids == [job_id([m.id for m in batch])]
+    return sequence, orders, batch
+
+
+def test_transient_error_retries_only_that_message_of_the_batch(session, runtime, shop, config,
+                                                                smtp_sink):
+    config.smtp_url = smtp_sink.url
+    sequence, orders, batch = _queued_batch(session, runtime, shop, 3)
+    smtp_sink.refuse[orders[1].email] = "451 4.7.1 try again later"
+    assert work(runtime) == 1
+    first, second, third = messages(session)
+    assert (first.state, third.state) == (MessageState.SENT.value, MessageState.SENT.value)
+    assert second.state == MessageState.QUEUED.value and "451" in second.error
+    assert smtp_sink.count == 2
+    job = Job.fetch(job_id([m.id for m in batch]), connection=runtime.redis)
+    assert job.get_status() == JobStatus.SCHEDULED and job.retries_left == 4
+    # The retry (run now instead of after its backoff) claims and delivers only that one.
+    del smtp_sink.refuse[orders[1].email]
+    runtime.queue("sends").enqueue_job(job)
+    work(runtime)
+    assert [m.state for m in messages(session)] == [MessageState.SENT.value] * 3
+    assert smtp_sink.count == 3
+    send = blocks_of(sequence, BlockKind.SEND)[0]
+    assert counters(session, sequence)[(send.id, "sent")] == 3
+
+
+def test_transient_error_on_the_last_retry_fails(session, runtime, shop, config, smtp_sink):
     config.smtp_url = smtp_sink.url
     sequence, order, enrollment, message = _queued(session, runtime, shop)
     smtp_sink.refuse[order.email] = "451 4.7.1 try again later"
+    job = Job.fetch(job_id([message.id]), connection=runtime.redis)
+    job.retries_left = 0
+    job.save()
     work(runtime)
     [message] = messages(session)
-    assert message.state == MessageState.QUEUED.value and "451" in message.error
-    job = Job.fetch(job_id(message.id), connection=runtime.redis)
-    assert job.get_status() == JobStatus.SCHEDULED and job.retries_left == 4
-    # The retry (run now instead of after its backoff) delivers it.
-    del smtp_sink.refuse[order.email]
-    runtime.queue("sends").enqueue_job(job)
-    work(runtime)
-    assert messages(session)[0].state == MessageState.SENT.value
-    assert smtp_sink.count == 1
+    assert message.state == MessageState.FAILED.value and "gave up after 1" in message.error
 
 
 def test_a_duplicate_job_sends_nothing_more(session, runtime, shop, config):
     sequence, order, enrollment, message = _queued(session, runtime, shop)
-    assert send_message(message.id) == "sent"
-    assert send_message(message.id) == "not queued: already handled"
+    assert send_messages([message.id]) == {message.id: "sent"}
+    assert send_messages([message.id]) == {}
     assert len(list(config.outbox_path.glob("*.eml"))) == 1
+
+
+def test_overlapping_batches_send_each_message_once(session, runtime, shop, config):
+    sequence, orders, (a, b, c) = _queued_batch(session, runtime, shop, 3)
+    assert send_messages([a.id, b.id]) == {a.id: "sent", b.id: "sent"}
+    assert send_messages([b.id, c.id]) == {c.id: "sent"}
+    assert work(runtime) == 1  # the tick's job for all three: nothing left to claim
+    assert len(list(config.outbox_path.glob("*.eml"))) == 3
+
+
+def test_worker_dying_mid_batch_is_resolved_at_most_once(session, runtime, shop, config,
+                                                        monkeypatch):
+    sequence, orders, batch = _queued_batch(session, runtime, shop, 3)
+    real_deliver, calls = sends.deliver, []
+
+    def deliver_then_die(config, rendered):
+        calls.append(rendered.recipient)
+        if len(calls) == 2:
+            raise SystemExit("worker killed during the hand-off")  # the process dies here
+        real_deliver(config, rendered)
+
+    monkeypatch.setattr(sends, "deliver", deliver_then_die)
+    with pytest.raises(SystemExit):
+        send_messages([m.id for m in batch])
+    monkeypatch.setattr(sends, "deliver", real_deliver)
+    sent, handing_off, claimed = messages(session)
+    assert sent.state == MessageState.SENT.value  # its outcome went with the next hand-off mark
+    assert handing_off.state == MessageState.SENDING.value and handing_off.delivery_started_at
+    assert claimed.state == MessageState.SENDING.value and claimed.delivery_started_at is None
+    runtime.redis.flushdb()  # the worker died with its job
+    result = tick(runtime, datetime.now(UTC) + timedelta(minutes=11))  # claimed on the wall clock
+    assert (result.resent, result.unknown) == (1, 1)
+    work(runtime)
+    states = [m.state for m in messages(session)]
+    assert states == [MessageState.SENT.value, MessageState.FAILED.value, MessageState.SENT.value]
+    assert "outcome unknown" in messages(session)[1].error
+    assert len(list(config.outbox_path.glob("*.eml"))) == 2
 
 
 def test_stuck_sending_is_resolved_at_most_once(session, runtime, shop, config):
@@ -332,12 +401,15 @@ def test_stuck_sending_is_resolved_at_most_once(session, runtime, shop, config):
 
 
 def test_queued_message_whose_job_vanished_is_enqueued_again(session, runtime, shop):
-    sequence, order, enrollment, message = _queued(session, runtime, shop)
+    sequence, orders, batch = _queued_batch(session, runtime, shop, 2)
     assert tick(runtime, NOW + timedelta(minutes=11)).requeued == 0  # its job is still there
-    runtime.redis.flushdb()
-    assert tick(runtime, NOW + timedelta(minutes=11)).requeued == 1
+    runtime.redis.delete(Job.key_for(job_id([m.id for m in batch])))
+    assert tick(runtime, NOW + timedelta(minutes=11)).requeued == 2
+    assert tick(runtime, NOW + timedelta(minutes=11)).requeued == 0  # enqueued once
+    runtime.redis.flushdb()  # Redis lost everything, the message-to-job keys too
+    assert tick(runtime, NOW + timedelta(minutes=11)).requeued == 2
     work(runtime)
-    assert messages(session)[0].state == MessageState.SENT.value
+    assert [m.state for m in messages(session)] == [MessageState.SENT.value] * 2
 
 
 # -- edits, stop and restart, not arrived yet ----------------------------------------------------

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from okapp.db import Base
 from okapp.emails.suppression import suppression_reason
-from okapp.jobs.sends import send_message
+from okapp.jobs.sends import send_messages
 from okapp.models import (
     JourneyStep,
     Message,
@@ -54,7 +54,7 @@ def test_after_app_uninstalled_nothing_more_is_sent(client, simulator, session, 
     session.expire_all()
     shop = session.get(Shop, shop.id)
     assert not shop.is_installed and shop.access_token is None and shop.refresh_token is None
-    assert send_message(message.id) == "skipped: shop_uninstalled"
+    assert send_messages([message.id]) == {message.id: "skipped: shop_uninstalled"}
     session.expire_all()
     assert session.get(Message, message.id).state == "skipped"
     outbox = config.outbox_path

@@ -1,19 +1,26 @@
-"""The send job: one review email, sent at most once (DESIGN §4 Send, §10).
+"""The send job: a batch of review emails, each sent at most once (DESIGN §4 Send, §10).
 
-1. Claim: `queued -> sending` in one conditional UPDATE. Only one run of the job wins; a duplicate
-   job, an RQ retry of a job whose worker died, or a spare job from the scheduler's repair finds
-   nothing to claim and returns.
-2. Re-check what may have changed since the message was queued: sequence still running, shop
+One job sends up to `SEND_BATCH` messages (okapp.sequences.scheduler.enqueue_sends), so RQ's
+per-job cost and the claim are paid once per batch, and each message costs one commit:
+
+1. Claim: `queued -> sending` for the whole batch in one conditional UPDATE ... RETURNING. Only
+   one run wins each message; a duplicate job, an RQ retry, or a spare job from the scheduler's
+   repair claims only what is still queued.
+2. Per message, re-check what may have changed since it was queued: sequence still running, shop
    still installed (a shop needing re-authorisation pauses: the message goes back to `queued` and
    the scheduler enqueues it again later), order not cancelled or refunded, address not
    suppressed, something left to review. A failed check records `skipped` with the reason.
-3. Render (the email engineer's `render_message`), commit `delivery_started_at`, hand to SMTP.
-4. Record `sent`; or, on a transient error, back to `queued` and raise so RQ retries with backoff
-   (`failed` after the last retry); on a permanent 5xx, `failed` and the address is suppressed.
+3. Render, set `delivery_started_at`, and commit: that one commit also records the previous
+   message's outcome, so the hand-off mark is on disk before SMTP and every outcome is too.
+4. Hand to SMTP and record `sent`; on a transient error the message goes back to `queued` and,
+   once the batch is done, the job raises so RQ retries it with backoff (the retry claims only
+   what is queued again, so the others are neither blocked nor sent twice; `failed` after the
+   last retry); on a permanent 5xx, `failed` and the address is suppressed.
 
-A worker killed between 3 and 4 leaves `sending` with `delivery_started_at` set: the scheduler
-marks it failed with "outcome unknown" rather than send a second copy (at most once); killed
-before 3, it is queued again (`okapp.sequences.scheduler.rescue_sending`).
+A worker killed during a hand-off leaves that message `sending` with `delivery_started_at` set:
+the scheduler marks it failed with "outcome unknown" rather than send a second copy (at most
+once); the batch's messages not yet handed off are queued again
+(`okapp.sequences.scheduler.rescue_sending`).
 """
 
 from __future__ import annotations
@@ -22,11 +29,12 @@ import logging
 from datetime import datetime
 
 from rq import get_current_job
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, joinedload
 
+from okapp.config import Config
 from okapp.db import utcnow
-from okapp.emails.render import NothingToReview, render_message
+from okapp.emails.render import NothingToReview, RenderedEmail, render_message
 from okapp.emails.suppression import suppress, suppression_reason
 from okapp.emails.transport import PermanentDeliveryError, TransientDeliveryError, deliver
 from okapp.models import (
@@ -45,21 +53,21 @@ from okapp.sequences.journal import bump_one, record
 log = logging.getLogger(__name__)
 
 
-def _claim(session: Session, message_id: int, now: datetime) -> bool:
-    claimed = session.execute(
-        update(Message).where(Message.id == message_id,
+def _claim(session: Session, message_ids: list[int], now: datetime) -> list[Message]:
+    """Claim the batch's queued messages and load them with their enrollment, order and
+    sequence, in message order."""
+    claimed = session.scalars(
+        update(Message).where(Message.id.in_(message_ids),
                               Message.state == MessageState.QUEUED.value)
         .values(state=MessageState.SENDING.value, claimed_at=now, delivery_started_at=None)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    return claimed == 1
-
-
-def _load(session: Session, message_id: int) -> Message:
-    """The message with its enrollment, order and sequence, in one query."""
-    return session.get(Message, message_id, options=[
-        joinedload(Message.enrollment).joinedload(Enrollment.order),
-        joinedload(Message.enrollment).joinedload(Enrollment.sequence)])
+        .returning(Message.id)
+        .execution_options(synchronize_session=False)).all()
+    if not claimed:
+        return []
+    return list(session.scalars(
+        select(Message).where(Message.id.in_(claimed)).order_by(Message.id)
+        .options(joinedload(Message.enrollment).joinedload(Enrollment.order),
+                 joinedload(Message.enrollment).joinedload(Enrollment.sequence))))
 
 
 def skip_reason_at_send(session: Session, message: Message) -> str | None:
@@ -84,14 +92,14 @@ def skip_reason_at_send(session: Session, message: Message) -> str | None:
     return None
 
 
-def _finish(session: Session, message_id: int, sequence_id: int, block_id: int,
-            state: MessageState, counter: str, **values) -> None:
+def _finish(session: Session, message: Message, state: MessageState, counter: str,
+            **values) -> None:
     """Record the outcome on the message (the journal of explain() reads it there) and count
     it on its block."""
-    session.execute(update(Message).where(Message.id == message_id)
+    session.execute(update(Message).where(Message.id == message.id)
                     .values(state=state.value, **values)
                     .execution_options(synchronize_session=False))
-    bump_one(session, sequence_id, block_id, counter)
+    bump_one(session, message.enrollment.sequence_id, message.block_id, counter)
 
 
 def _exit_enrollment(session: Session, enrollment: Enrollment, reason: str, now: datetime) -> None:
@@ -105,75 +113,90 @@ def _exit_enrollment(session: Session, enrollment: Enrollment, reason: str, now:
     record(session, enrollment, enrollment.block, now, "exited", f"at send time: {reason}")
 
 
-def send_message(message_id: int) -> str:
-    """The RQ job. Returns what happened (also the job's result, for logs)."""
-    runtime = current()
-    config = runtime.config
-    # One transaction claims, re-checks, renders and marks the hand-off: a concurrent run of the
-    # same job waits on the row lock, then finds the message no longer queued.
-    with runtime.session_scope() as session:
-        now = utcnow()
-        if not _claim(session, message_id, now):
-            return "not queued: already handled"
-        message = _load(session, message_id)
-        where = (message.id, message.enrollment.sequence_id, message.block_id)
-        reason = skip_reason_at_send(session, message)
-        if reason and reason.startswith("paused:"):
-            message.state, message.claimed_at = MessageState.QUEUED.value, None
-            message.error = "paused until the merchant opens okapp again (re-authorisation)"
-            return reason
-        if reason:
-            _finish(session, *where, MessageState.SKIPPED, f"skipped:{reason}",
-                    skip_reason=reason)
-            if reason in ("order_cancelled", "order_refunded") or reason.startswith("suppressed"):
-                _exit_enrollment(session, message.enrollment,
-                                 "suppressed" if reason.startswith("suppressed") else reason, now)
-            return f"skipped: {reason}"
-        try:
-            rendered = render_message(session, message, config, now)
-        except NothingToReview:
-            _finish(session, *where, MessageState.SKIPPED, "skipped:nothing_to_review",
-                    skip_reason="nothing_to_review")
-            return "skipped: nothing_to_review"
-        message.subject = rendered.subject[:998]
-        message.delivery_started_at = now
-        message.attempts += 1
-    # Committed: from here a crash leaves a record that the hand-off may have happened.
+def _prepare(session: Session, message: Message, config: Config,
+             now: datetime) -> RenderedEmail | str:
+    """Re-check and render a claimed message: the email to hand off, or the recorded outcome."""
+    reason = skip_reason_at_send(session, message)
+    if reason and reason.startswith("paused:"):
+        session.execute(update(Message).where(Message.id == message.id).values(
+            state=MessageState.QUEUED.value, claimed_at=None,
+            error="paused until the merchant opens okapp again (re-authorisation)")
+            .execution_options(synchronize_session=False))
+        return reason
+    if reason:
+        _finish(session, message, MessageState.SKIPPED, f"skipped:{reason}", skip_reason=reason)
+        if reason in ("order_cancelled", "order_refunded") or reason.startswith("suppressed"):
+            _exit_enrollment(session, message.enrollment,
+                             "suppressed" if reason.startswith("suppressed") else reason, now)
+        return f"skipped: {reason}"
+    try:
+        rendered = render_message(session, message, config, now)
+    except NothingToReview:
+        _finish(session, message, MessageState.SKIPPED, "skipped:nothing_to_review",
+                skip_reason="nothing_to_review")
+        return "skipped: nothing_to_review"
+    session.execute(update(Message).where(Message.id == message.id).values(
+        subject=rendered.subject[:998], delivery_started_at=now, attempts=Message.attempts + 1)
+        .execution_options(synchronize_session=False))
+    return rendered
+
+
+def _hand_off(session: Session, message: Message, config: Config, rendered: RenderedEmail,
+              retries_left: int) -> str:
+    """Deliver a message whose hand-off mark is committed, and record the outcome (committed
+    with the next message's mark, or at the end of the batch)."""
     try:
         deliver(config, rendered)
     except TransientDeliveryError as exc:
-        return _transient(runtime, where, exc)
+        if not retries_left:
+            _finish(session, message, MessageState.FAILED, "failed",
+                    error=f"gave up after {message.attempts + 1} attempts: {exc}"[:2000])
+            return f"failed: {exc}"
+        # Back to queued so the retried job can claim it; the server took nothing.
+        session.execute(update(Message).where(Message.id == message.id).values(
+            state=MessageState.QUEUED.value, claimed_at=None, delivery_started_at=None,
+            error=f"temporary failure, will retry: {exc}"[:2000])
+            .execution_options(synchronize_session=False))
+        return "retry"
     except PermanentDeliveryError as exc:
-        with runtime.session_scope() as session:
-            _finish(session, *where, MessageState.FAILED, "failed",
-                    error=f"rejected by the mail server: {exc}"[:2000])
-            suppress(session, message.shop_id, message.recipient, "bounce", utcnow())
+        _finish(session, message, MessageState.FAILED, "failed",
+                error=f"rejected by the mail server: {exc}"[:2000])
+        suppress(session, message.shop_id, message.recipient, "bounce", utcnow())
         return f"failed: {exc}"
-    with runtime.session_scope() as session:
-        now = utcnow()
-        _finish(session, *where, MessageState.SENT, "sent", sent_at=now, error="")
-        if message.kind == EmailKind.REQUEST.value:
-            # Asked once, ever: kept on the order, so deleting the sequence does not forget it.
-            session.execute(update(Order).where(Order.id == message.enrollment.order_id,
-                                                Order.review_requested_at.is_(None))
-                            .values(review_requested_at=now)
-                            .execution_options(synchronize_session=False))
+    now = utcnow()
+    _finish(session, message, MessageState.SENT, "sent", sent_at=now, error="")
+    if message.kind == EmailKind.REQUEST.value:
+        # Asked once, ever: kept on the order, so deleting the sequence does not forget it.
+        session.execute(update(Order).where(Order.id == message.enrollment.order_id,
+                                            Order.review_requested_at.is_(None))
+                        .values(review_requested_at=now)
+                        .execution_options(synchronize_session=False))
     return "sent"
 
 
-def _transient(runtime, where: tuple[int, int, int], exc: Exception) -> str:
+class RetryLater(TransientDeliveryError):
+    """Raised after a batch in which some messages had a transient error, so RQ retries it."""
+
+
+def send_messages(message_ids: list[int]) -> dict[int, str]:
+    """The RQ job. Returns what happened to each message it claimed (also the job's result,
+    for logs); messages no longer queued are left alone."""
+    runtime = current()
+    config = runtime.config
     job = get_current_job()
     retries_left = job.retries_left if job is not None else 0
+    outcomes: dict[int, str] = {}
     with runtime.session_scope() as session:
-        message = session.get(Message, where[0])
-        if retries_left:
-            # Back to queued so the retried job can claim it; the server took nothing.
-            message.state, message.claimed_at = MessageState.QUEUED.value, None
-            message.delivery_started_at = None
-            message.error = f"temporary failure, will retry: {exc}"[:2000]
-        else:
-            _finish(session, *where, MessageState.FAILED, "failed",
-                    error=f"gave up after {message.attempts} attempts: {exc}"[:2000])
-    if retries_left:
-        raise exc  # RQ schedules the retry (okapp.sequences.scheduler.SEND_RETRY)
-    return f"failed: {exc}"
+        for message in _claim(session, message_ids, utcnow()):
+            rendered = _prepare(session, message, config, utcnow())
+            if isinstance(rendered, str):
+                outcomes[message.id] = rendered
+                continue
+            # Committed: from here a crash leaves a record that the hand-off may have happened.
+            session.commit()
+            outcomes[message.id] = _hand_off(session, message, config, rendered, retries_left)
+    retry = [mid for mid, outcome in outcomes.items() if outcome == "retry"]
+    if retry:
+        # RQ schedules the retry (okapp.sequences.scheduler.send_retry).
+        raise RetryLater(f"temporary failure for messages {retry}; {outcomes}")
+    return outcomes

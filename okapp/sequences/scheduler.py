@@ -3,9 +3,9 @@
 One tick claims due enrollments in batches with set-based SQL on the partial `ix_enrollments_due`
 index (`FOR UPDATE SKIP LOCKED` on PostgreSQL; on SQLite the claiming UPDATE takes the database's
 write lock), advances them with the engine rules, writes the outcomes with a few statements per
-batch, commits, and only then enqueues one send job per new message, in one Redis round trip per
-batch. Each transaction is short; any number of schedulers may run at once: a row is claimed by
-one of them, and a message is unique on (enrollment, block) whatever happens.
+batch, commits, and only then enqueues the new messages, one send job per `SEND_BATCH` of them,
+in one Redis round trip per batch. Each transaction is short; any number of schedulers may run
+at once: a row is claimed by one of them, and a message is unique on (enrollment, block) whatever happens.
 
 The tick also repairs what crashes leave behind: a message queued whose job is gone is enqueued
 again, and a message stuck in `sending` (its worker died) is resolved (see `rescue_sending`).
@@ -36,8 +36,9 @@ from okapp.sequences.store import load_context, load_travellers, pg_array, save_
 
 BATCH_SIZE = 2000
 LANES = 2  # threads per tick on PostgreSQL
-SEND_JOB = "okapp.jobs.sends.send_message"
-SEND_TIMEOUT = 120  # seconds; RQ kills a send job that runs longer
+SEND_JOB = "okapp.jobs.sends.send_messages"
+SEND_BATCH = 25  # messages per send job
+SEND_TIMEOUT = 600  # seconds; RQ kills a send job that runs longer
 SEND_RETRY = Retry(max=5, interval=[30, 120, 600, 1800, 3600])  # transient SMTP errors
 def send_retry(config) -> Retry:
     """Backoff for transient SMTP errors (`OKAPP_SEND_RETRY_INTERVALS`)."""
@@ -72,9 +73,12 @@ class TickResult:
                 f"resent={self.resent} unknown={self.unknown}")
 
 
-def job_id(message_id: int) -> str:
-    """Deterministic: enqueueing the same message twice names the same job."""
-    return f"send-message-{message_id}"
+def job_id(message_ids: list[int]) -> str:
+    """Deterministic: enqueueing the same batch twice names the same job."""
+    return f"send-messages-{message_ids[0]}-{message_ids[-1]}-{len(message_ids)}"
+
+
+JOB_OF_MESSAGE = "okapp:send-job:"  # + message id: the job it was last enqueued in (repairs)
 
 
 _DUE_SQL = """
@@ -114,30 +118,38 @@ def claim_due(session: Session, now: datetime, limit: int,
 # Writes a batch of RQ jobs in one round trip: each job's hash is a template made by RQ itself
 # (`Job.to_dict()` of a real job with the same options) plus its own `data` and `description`,
 # then its id goes on the queue, as `Queue.enqueue_many` would do, at a fraction of the cost
-# (the bench's tick enqueues 100,000 of them).
+# (the bench's tick enqueues 100,000 messages). Each message also gets a key naming its job,
+# kept as long as a failed job, so the repairs can tell a queued message whose job is gone.
 _ENQUEUE_LUA = """
-local queue_key, prefix, nfields = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local queue_key, prefix, map_prefix = ARGV[1], ARGV[2], ARGV[3]
+local map_ttl, nfields = tonumber(ARGV[4]), tonumber(ARGV[5])
 local template = {}
-for i = 1, nfields * 2 do template[i] = ARGV[3 + i] end
-local first = 4 + nfields * 2
-for i = first, #ARGV, 3 do
+for i = 1, nfields * 2 do template[i] = ARGV[5 + i] end
+local first = 6 + nfields * 2
+for i = first, #ARGV, 4 do
   local key = prefix .. ARGV[i]
   redis.call('DEL', key)
   redis.call('HSET', key, unpack(template))
   redis.call('HSET', key, 'data', ARGV[i + 1], 'description', ARGV[i + 2])
   redis.call('RPUSH', queue_key, ARGV[i])
+  for mid in string.gmatch(ARGV[i + 3], '%d+') do
+    redis.call('SET', map_prefix .. mid, ARGV[i], 'EX', map_ttl)
+  end
 end
-return (#ARGV - first + 1) / 3
+return (#ARGV - first + 1) / 4
 """
-ENQUEUE_CHUNK = 1000
+ENQUEUE_CHUNK = 1000  # messages per script call
+JOB_FAILURE_TTL = 7 * 24 * 3600
 
 
 def enqueue_sends(queue, message_ids: list[int], retry: Retry = SEND_RETRY) -> None:
-    """One `send_message` job per message (deterministic id), in one script call per chunk."""
+    """One `send_messages` job per `SEND_BATCH` messages (in id order, deterministic ids), in
+    one script call per chunk."""
     if not message_ids:
         return
-    template = queue.create_job(SEND_JOB, args=(0,), job_id=job_id(0), timeout=SEND_TIMEOUT,
-                                retry=retry, result_ttl=0, failure_ttl=7 * 24 * 3600,
+    ids = sorted(message_ids)
+    template = queue.create_job(SEND_JOB, args=([0],), job_id=job_id([0]), timeout=SEND_TIMEOUT,
+                                retry=retry, result_ttl=0, failure_ttl=JOB_FAILURE_TTL,
                                 status=JobStatus.QUEUED)
     template.origin = queue.name
     template.enqueued_at = rq_now()
@@ -146,11 +158,15 @@ def enqueue_sends(queue, message_ids: list[int], retry: Retry = SEND_RETRY) -> N
     dumps = template.serializer.dumps
     script = queue.connection.register_script(_ENQUEUE_LUA)
     queue.connection.sadd(queue.redis_queues_keys, queue.key)
-    for i in range(0, len(message_ids), ENQUEUE_CHUNK):
-        args: list = [queue.key, Job.redis_job_namespace_prefix, len(fields), *flat]
-        for mid in message_ids[i:i + ENQUEUE_CHUNK]:
-            args += (job_id(mid), zlib.compress(dumps((SEND_JOB, None, (mid,), {}))),
-                     f"send message {mid}")
+    for i in range(0, len(ids), ENQUEUE_CHUNK):
+        args: list = [queue.key, Job.redis_job_namespace_prefix, JOB_OF_MESSAGE,
+                      JOB_FAILURE_TTL, len(fields), *flat]
+        chunk = ids[i:i + ENQUEUE_CHUNK]
+        for j in range(0, len(chunk), SEND_BATCH):
+            batch = chunk[j:j + SEND_BATCH]
+            args += (job_id(batch), zlib.compress(dumps((SEND_JOB, None, (batch,), {}))),
+                     f"send messages {batch[0]}..{batch[-1]} ({len(batch)})",
+                     ",".join(map(str, batch)))
         script(args=args)
 
 
@@ -299,8 +315,9 @@ _LIVE_JOB = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus
 
 def requeue_orphans(runtime, now: datetime, result: TickResult) -> None:
     """Enqueue again the queued messages whose job is gone (a scheduler died between commit and
-    enqueue, Redis lost its data, or a paused shop's job ended). The job is a no-op for a
-    message that is no longer queued, so a spare job does no harm."""
+    enqueue, Redis lost its data, or a paused shop's job ended): each message's job is found
+    through its `JOB_OF_MESSAGE` key. A job claims only what is still queued, so a spare job does
+    no harm."""
     with runtime.session_scope() as session:
         ids = list(session.scalars(
             select(Message.id).where(Message.state == MessageState.QUEUED.value,
@@ -309,9 +326,10 @@ def requeue_orphans(runtime, now: datetime, result: TickResult) -> None:
     if not ids:
         return
     conn = runtime.redis
+    jobs = conn.mget([f"{JOB_OF_MESSAGE}{mid}" for mid in ids])
     with conn.pipeline() as pipe:
-        for mid in ids:
-            pipe.hget(Job.key_for(job_id(mid)), "status")
+        for job in jobs:
+            pipe.hget(Job.key_for(job.decode() if job else "none"), "status")
         statuses = pipe.execute()
     orphans = [mid for mid, status in zip(ids, statuses, strict=True)
                if status is None or status.decode() not in _LIVE_JOB]
