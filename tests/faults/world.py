@@ -27,6 +27,7 @@ from okapp.models import (
     Order,
     Shop,
     Suppression,
+    WebhookEvent,
 )
 from okapp.runtime import Runtime, set_current
 from okapp.sequences.blocks import anchor_choices, update_block
@@ -180,13 +181,17 @@ class World:
             waiting = s.scalar(select(func.count()).select_from(Enrollment).where(
                 Enrollment.state == EnrollmentState.WAITING.value))
             enrolled = s.scalar(select(func.count()).select_from(Enrollment))
-        return {"enrolled": enrolled, "waiting": waiting, **states}
+            unapplied = s.scalar(select(func.count()).select_from(WebhookEvent).where(
+                WebhookEvent.processed_at.is_(None)))
+        return {"enrolled": enrolled, "waiting": waiting, "unapplied_webhooks": unapplied,
+                **states}
 
     def wait_settled(self, expected_enrollments: int, timeout: float = 120) -> dict:
         """Until every expected order is enrolled and nothing is waiting, queued or sending."""
         def settled():
             c = self.counts()
-            busy = c["waiting"] or c.get("queued") or c.get("sending")
+            busy = (c["waiting"] or c["unapplied_webhooks"] or c.get("queued")
+                    or c.get("sending"))
             return c if c["enrolled"] >= expected_enrollments and not busy else None
         try:
             return wait_until(settled, timeout, f"{expected_enrollments} orders to settle",
@@ -196,7 +201,7 @@ class World:
 
     def diagnosis(self) -> str:
         """What is not settled, and why, for a failing scenario's message."""
-        from okapp.models import RecruitSkip, WebhookEvent
+        from okapp.models import RecruitSkip
 
         now = datetime.now(UTC)
         lines = [f"counts: {self.counts()}"]
