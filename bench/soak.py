@@ -6,50 +6,31 @@ server -> the review link in a sample of the received emails opens the review pa
 
     python bench/soak.py [--orders 50000] [--workers 4] [--schedulers 2]
 
-Needs PostgreSQL (TEST_DATABASE_URL or 127.0.0.1:5432/test). Last line:
+Needs PostgreSQL (as bench/scheduler.py: 127.0.0.1:5432/test or its environment setting). Last line:
 RESULT bench=soak orders=<n> sent=<n> duplicates=<n> lost=<n> seconds=<s>
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.scheduler import drop_database, make_database  # noqa: E402
+from tests.faults.test_faults import _shopify_retries  # noqa: E402
 from tests.faults.world import World  # noqa: E402
 
-ADMIN_URL = os.environ.get("TEST_DATABASE_URL",
-                           "postgresql+psycopg://postgres@127.0.0.1:5432/test").replace(
-    "postgresql://", "postgresql+psycopg://", 1)
-REVIEW_LINK = re.compile(r'href="(https?://[^"]+/r/[^"?]+)[^"]*"')
-
-
-def create_database() -> tuple[str, str]:
-    name = f"okapp_soak_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return name, ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-
-
-def drop_database(name: str) -> None:
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+# The first tracked link of an email: a star or the button, redirecting to the review page.
+TRACKED_LINK = re.compile(r'href="(https?://[^"]+/e/c/[^"]+)"')
 
 
 def main() -> None:
@@ -62,7 +43,7 @@ def main() -> None:
     if args.orders < 1:
         parser.error("--orders must be at least 1")
 
-    name, url = create_database()
+    admin_url, url = make_database()
     tmp = Path(tempfile.mkdtemp(prefix="okapp-soak-"))
     world = World(tmp, url, workers=args.workers, schedulers=args.schedulers,
                   template="review_request", emails_per_order=1,
@@ -90,15 +71,14 @@ def main() -> None:
         retried = 0
         for _ in range(3):
             retried += sum(1 for d in world.sim.deliveries if not 200 <= d["status"] < 300)
-            from tests.faults.test_faults import _shopify_retries
-
             _shopify_retries(world)
 
         def progress():
             c = world.counts()
             print(f"  {time.monotonic() - started:7.1f}s {c} mails={len(world.smtp.received)}",
                   flush=True)
-            busy = c["waiting"] or c.get("queued") or c.get("sending")
+            busy = (c["waiting"] or c["unapplied_webhooks"] or c.get("queued")
+                    or c.get("sending"))
             return not busy and c["enrolled"] >= len(orders)
 
         deadline = time.monotonic() + args.timeout
@@ -116,9 +96,12 @@ def main() -> None:
         links_ok = 0
         for mail in world.smtp.messages[:20]:
             html = mail.get_body(("html",)).get_content()
-            match = REVIEW_LINK.search(html)
-            if match and httpx.get(match.group(1).replace("&amp;", "&"),
-                                   timeout=10).status_code == 200:
+            match = TRACKED_LINK.search(html)
+            if match is None:
+                continue
+            page = httpx.get(match.group(1).replace("&amp;", "&"), timeout=10,
+                             follow_redirects=True)
+            if page.status_code == 200 and "/r/" in str(page.url):
                 links_ok += 1
         print(f"webhook deliveries retried: {retried}; review links opened: "
               f"{links_ok}/{min(20, len(world.smtp.messages))}", flush=True)
@@ -126,7 +109,7 @@ def main() -> None:
               f"duplicates={duplicates} lost={lost} seconds={seconds:.0f}", flush=True)
     finally:
         world.stop()
-        drop_database(name)
+        drop_database(admin_url, url)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ recruits the order; a scheduler advances it; a worker sends the email.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -69,6 +70,7 @@ class World:
         engine_rt.dispose()
         self.smtp.start()
         self.stack.start_redis()
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the simulator's access log
         self.sim = Simulator(env["SHOPIFY_API_KEY"], env["SHOPIFY_API_SECRET"],
                              app_url=self.stack.web_url)
         self.sim.start(port=self.stack.sim_port)
