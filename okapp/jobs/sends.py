@@ -39,6 +39,7 @@ from okapp.emails.suppression import suppress, suppression_reason
 from okapp.emails.transport import PermanentDeliveryError, TransientDeliveryError, deliver
 from okapp.models import (
     EmailKind,
+    EmailTemplate,
     Enrollment,
     EnrollmentState,
     Message,
@@ -54,8 +55,8 @@ log = logging.getLogger(__name__)
 
 
 def _claim(session: Session, message_ids: list[int], now: datetime) -> list[Message]:
-    """Claim the batch's queued messages and load them with their enrollment, order and
-    sequence, in message order."""
+    """Claim the batch's queued messages and load them, in message order, with their
+    enrollment, order and its line items, and sequence."""
     claimed = session.scalars(
         update(Message).where(Message.id.in_(message_ids),
                               Message.state == MessageState.QUEUED.value)
@@ -66,8 +67,20 @@ def _claim(session: Session, message_ids: list[int], now: datetime) -> list[Mess
         return []
     return list(session.scalars(
         select(Message).where(Message.id.in_(claimed)).order_by(Message.id)
-        .options(joinedload(Message.enrollment).joinedload(Enrollment.order),
+        .options(joinedload(Message.enrollment).joinedload(Enrollment.order)
+                 .selectinload(Order.line_items),
                  joinedload(Message.enrollment).joinedload(Enrollment.sequence))))
+
+
+def _load_shared(session: Session, messages: list[Message]) -> list:
+    """The batch's shops and email templates, in two queries. The caller holds the list for
+    the whole batch: the session's identity map keeps an object only while something refers to
+    it, and while it does, the re-check's and render's `session.get` find it without a query."""
+    if not messages:
+        return []
+    template_ids = {m.email_template_id for m in messages} - {None}
+    return [*session.scalars(select(Shop).where(Shop.id.in_({m.shop_id for m in messages}))),
+            *session.scalars(select(EmailTemplate).where(EmailTemplate.id.in_(template_ids)))]
 
 
 def skip_reason_at_send(session: Session, message: Message) -> str | None:
@@ -187,7 +200,9 @@ def send_messages(message_ids: list[int]) -> dict[int, str]:
     retries_left = job.retries_left if job is not None else 0
     outcomes: dict[int, str] = {}
     with runtime.session_scope() as session:
-        for message in _claim(session, message_ids, utcnow()):
+        claimed = _claim(session, message_ids, utcnow())
+        _shared = _load_shared(session, claimed)
+        for message in claimed:
             rendered = _prepare(session, message, config, utcnow())
             if isinstance(rendered, str):
                 outcomes[message.id] = rendered
