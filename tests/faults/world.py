@@ -214,7 +214,8 @@ class World:
                              f"due in {(e.due_at - now).total_seconds() if e.due_at else None}s")
             for m in s.scalars(select(Message).where(Message.state.in_(
                     [MessageState.QUEUED.value, MessageState.SENDING.value])).limit(10)):
-                job = self.runtime.redis.hget(f"rq:job:send-message-{m.id}", "status")
+                job_id = self.runtime.redis.get(f"okapp:send-job:{m.id}")
+                job = job_id and self.runtime.redis.hget(f"rq:job:{job_id.decode()}", "status")
                 lines.append(f"message {m.id} {m.state} queued {m.queued_at} claimed "
                              f"{m.claimed_at} job={job} error={m.error[:120]!r}")
             enrolled = set(s.scalars(select(Enrollment.order_id)))
