@@ -378,6 +378,31 @@ def test_worker_dying_mid_batch_is_resolved_at_most_once(session, runtime, shop,
     assert len(list(config.outbox_path.glob("*.eml"))) == 2
 
 
+def test_a_batch_outlived_by_the_repair_leaves_the_rest_to_others(session, runtime, shop, config,
+                                                                  monkeypatch):
+    """SMTP so slow that the repair delay passes mid-batch: the repair queues the messages the
+    batch has not reached, another job sends them, and the slow batch does not send them again."""
+    sequence, orders, batch = _queued_batch(session, runtime, shop, 3)
+    real_deliver, calls = sends.deliver, []
+
+    def slow_deliver(config, rendered):
+        calls.append(rendered.recipient)
+        if len(calls) == 1:  # the first hand-off takes longer than the repair delay
+            tick(runtime, datetime.now(UTC) + timedelta(seconds=config.repair_after_seconds + 1))
+            runtime.redis.flushdb()  # (the repair's re-enqueued job runs below, by hand)
+            assert send_messages([m.id for m in batch[1:]]) == {
+                batch[1].id: "sent", batch[2].id: "sent"}
+        real_deliver(config, rendered)
+
+    monkeypatch.setattr(sends, "deliver", slow_deliver)
+    outcomes = send_messages([m.id for m in batch])
+    assert outcomes[batch[0].id] == "sent"
+    assert outcomes[batch[1].id].startswith("left alone")
+    assert outcomes[batch[2].id].startswith("left alone")
+    assert [m.state for m in messages(session)] == [MessageState.SENT.value] * 3
+    assert len(list(config.outbox_path.glob("*.eml"))) == 3
+
+
 def test_stuck_sending_is_resolved_at_most_once(session, runtime, shop, config):
     sequence, order, enrollment, message = _queued(session, runtime, shop)
     other_order = make_order(session, shop, fulfilled_at=NOW - timedelta(days=7, hours=1))

@@ -126,6 +126,21 @@ def _exit_enrollment(session: Session, enrollment: Enrollment, reason: str, now:
     record(session, enrollment, enrollment.block, now, "exited", f"at send time: {reason}")
 
 
+def _still_ours(session: Session, message: Message) -> bool:
+    """Whether this batch still holds the message, locking its row until the hand-off mark is
+    committed. A long batch (slow SMTP) can outlive the repair delay: the scheduler then gives the
+    messages it has not reached back to the queue, another worker sends them, and this batch
+    must leave them alone."""
+    held = session.execute(
+        update(Message).where(Message.id == message.id,
+                              Message.state == MessageState.SENDING.value,
+                              Message.claimed_at == message.claimed_at,
+                              Message.delivery_started_at.is_(None))
+        .values(claimed_at=message.claimed_at)
+        .execution_options(synchronize_session=False)).rowcount
+    return held == 1
+
+
 def _prepare(session: Session, message: Message, config: Config,
              now: datetime) -> RenderedEmail | str:
     """Re-check and render a claimed message: the email to hand off, or the recorded outcome."""
@@ -203,6 +218,9 @@ def send_messages(message_ids: list[int]) -> dict[int, str]:
         claimed = _claim(session, message_ids, utcnow())
         _shared = _load_shared(session, claimed)
         for message in claimed:
+            if not _still_ours(session, message):
+                outcomes[message.id] = "left alone: repaired while this batch was busy"
+                continue
             rendered = _prepare(session, message, config, utcnow())
             if isinstance(rendered, str):
                 outcomes[message.id] = rendered
