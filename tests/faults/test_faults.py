@@ -262,12 +262,34 @@ def test_smtp_defers_then_rejects_then_times_out(world_factory):
 
 def test_two_schedulers_and_four_workers_racing(world_factory):
     """Protection: SKIP LOCKED claims in the tick, the unique (enrollment, block) message key,
-    the deterministic job id and the conditional claim in the send job."""
+    and the conditional claim in the send job - tested by also delivering every send job again
+    (a queue runs a job at least once, not exactly once)."""
     world = world_factory(workers=4, schedulers=2)
     orders = world.add_orders(100)
-    for order in orders:
-        world.fulfill(order)
-    world.wait_settled(len(orders), timeout=400)
+    stop = threading.Event()
+    duplicated = []
+
+    def deliver_jobs_twice():
+        queue = world.runtime.queue("sends")
+        while not stop.is_set():
+            with world.runtime.session_scope() as s:
+                ids = list(s.scalars(select(Message.id).where(
+                    Message.state.in_([MessageState.QUEUED.value, MessageState.SENDING.value]))))
+            for chunk in range(0, len(ids), 10):
+                queue.enqueue("okapp.jobs.sends.send_messages", ids[chunk:chunk + 10])
+                duplicated.append(len(ids[chunk:chunk + 10]))
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=deliver_jobs_twice)
+    thread.start()
+    try:
+        for order in orders:
+            world.fulfill(order)
+        world.wait_settled(len(orders), timeout=400)
+    finally:
+        stop.set()
+        thread.join()
+    assert sum(duplicated) > 0
     received = world.check(orders)
     assert sum(received.values()) == EMAILS_PER_ORDER * len(orders)
 

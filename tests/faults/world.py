@@ -242,7 +242,8 @@ class World:
         """The promise, checked from the SMTP server's mail and the database."""
         received = Counter(self.smtp.message_ids())
         twice = {mid: n for mid, n in received.items() if n > 1}
-        assert not twice, f"sent more than once: {twice}"
+        assert not twice, (f"{len(twice)} emails sent more than once, e.g. "
+                           f"{dict(list(twice.items())[:5])}")
         with self.runtime.session_scope() as s:
             messages = s.scalars(select(Message)).all()
             suppressed = {row.address for row in s.scalars(select(Suppression))}
