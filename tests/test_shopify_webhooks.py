@@ -203,3 +203,18 @@ def test_an_order_for_a_product_added_after_install_brings_the_product(
     product = session.scalar(select(Product).where(Product.title == "Brand New Kettle"))
     assert product is not None and product.image_url == "https://cdn.example/kettle.jpg"
     assert str(product.price) == "64.00"
+
+
+def test_a_backlog_of_stale_webhooks_gets_one_drain_per_repair_period(session, runtime):
+    """Sweeping on every scheduler loop must not flood the webhooks queue (workers serve it
+    first, so a flood starves the sends)."""
+    from okapp.jobs.webhooks import requeue_stale
+
+    old = datetime.now(UTC) - timedelta(seconds=runtime.config.repair_after_seconds + 60)
+    for n in range(5):
+        session.add(WebhookEvent(webhook_id=f"stale-{n}", shop_domain="acme.myshopify.com",
+                                 topic="fulfillments/create", payload="{}", received_at=old))
+    session.commit()
+    swept = [requeue_stale(runtime) for _ in range(10)]
+    assert swept[0] == 5 and swept[1:] == [0] * 9
+    assert runtime.queue("webhooks").count == 1

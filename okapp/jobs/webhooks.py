@@ -23,6 +23,7 @@ from okapp.shopify.webhooks import COMPLIANCE_TOPICS, REDACTED_PAYLOAD, apply_ev
 log = logging.getLogger(__name__)
 
 DRAIN_FLAG = "okapp:webhooks:drain-pending"
+SWEEP_GATE = "okapp:webhooks:sweep"  # one stale-event sweep per repair period, across schedulers
 DRAIN_FLAG_TTL = 300  # a lost drain job is replaced after this long at the latest
 MAX_ATTEMPTS = 8
 
@@ -79,8 +80,15 @@ def _apply_next(runtime: Runtime, skip: set[int]) -> int | None:
 
 
 def requeue_stale(runtime: Runtime, now=None) -> int:
-    """Events stored a while ago and still not applied (a failure, a lost job): drain again."""
-    cutoff = (now or utcnow()) - timedelta(seconds=runtime.config.repair_after_seconds)
+    """Events stored a while ago and still not applied (a failure, a lost job): drain again.
+
+    At most once per repair period across all schedulers: during a backlog older than that
+    period, a drain on every scheduler loop would fill the `webhooks` queue, which workers serve
+    first, and starve the sends."""
+    period = runtime.config.repair_after_seconds
+    if not runtime.redis.set(SWEEP_GATE, "1", nx=True, ex=period):
+        return 0
+    cutoff = (now or utcnow()) - timedelta(seconds=period)
     with runtime.session_scope() as session:
         waiting = len(session.scalars(select(WebhookEvent.id).where(
             WebhookEvent.processed_at.is_(None), WebhookEvent.received_at < cutoff,
