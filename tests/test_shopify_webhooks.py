@@ -218,3 +218,16 @@ def test_a_backlog_of_stale_webhooks_gets_one_drain_per_repair_period(session, r
     swept = [requeue_stale(runtime) for _ in range(10)]
     assert swept[0] == 5 and swept[1:] == [0] * 9
     assert runtime.queue("webhooks").count == 1
+
+
+def test_a_drain_takes_a_batch_and_leaves_the_rest_to_another_job(session, runtime):
+    from okapp.jobs.webhooks import drain
+
+    for n in range(5):
+        session.add(WebhookEvent(webhook_id=f"backlog-{n}", shop_domain="acme.myshopify.com",
+                                 topic="fulfillments/create", payload="{}"))
+    session.commit()
+    assert drain(limit=2) == 2
+    assert runtime.queue("webhooks").count == 1  # the rest, behind whatever else waits
+    assert drain(limit=10) == 3
+    assert runtime.queue("webhooks").count == 1  # nothing more was signalled

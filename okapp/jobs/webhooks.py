@@ -35,8 +35,13 @@ def signal_drain(runtime: Runtime) -> None:
                                           failure_ttl=7 * 24 * 3600)
 
 
-def drain(limit: int | None = None) -> int:
-    """Apply stored events until none is left. Returns how many were handled."""
+DRAIN_BATCH = 200  # events per drain job, so that a backlog of webhooks never starves the sends
+
+
+def drain(limit: int | None = DRAIN_BATCH) -> int:
+    """Apply stored events, up to `limit` (None: until none is left); when more are waiting, a
+    new drain is signalled, which queues behind the jobs already waiting. Returns how many were
+    handled."""
     runtime = current()
     # Lowered before looking, so an event stored from now on raises it again: none is missed.
     runtime.redis.delete(DRAIN_FLAG)
@@ -47,6 +52,7 @@ def drain(limit: int | None = None) -> int:
         if event_id is None:
             return handled
         handled += 1
+    signal_drain(runtime)  # the batch is full: the rest in another job
     return handled
 
 
