@@ -39,6 +39,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--schedulers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=4 * 3600)
+    parser.add_argument("--plan", choices=("standard", "plus"), default="plus",
+                        help="the shop's API rate limit: Standard 100 points/s, Plus 1000/s")
     args = parser.parse_args()
     if args.orders < 1:
         parser.error("--orders must be at least 1")
@@ -47,7 +49,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="okapp-soak-"))
     world = World(tmp, url, workers=args.workers, schedulers=args.schedulers,
                   template="review_request", emails_per_order=1,
-                  env={"OKAPP_REPAIR_AFTER_SECONDS": "30"})
+                  env={"OKAPP_REPAIR_AFTER_SECONDS": "30"},
+                  sim_options={"restore_rate": 1000.0 if args.plan == "plus" else 100.0,
+                               "bucket_size": 10000.0 if args.plan == "plus" else 1000.0})
     world.smtp.keep = 50  # parse a sample, count them all
     try:
         world.start()

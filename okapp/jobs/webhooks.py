@@ -11,6 +11,7 @@ with Redis or never signalled because Redis was down.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -35,19 +36,23 @@ def signal_drain(runtime: Runtime) -> None:
                                           failure_ttl=7 * 24 * 3600)
 
 
-DRAIN_BATCH = 200  # events per drain job, so that a backlog of webhooks never starves the sends
+# A drain job stops after this many events or seconds and hands the rest to a new job, so that
+# a backlog of webhooks (slow under Shopify's rate limit) never keeps every worker from the sends.
+DRAIN_BATCH = 200
+DRAIN_SECONDS = 10.0
 
 
 def drain(limit: int | None = DRAIN_BATCH) -> int:
-    """Apply stored events, up to `limit` (None: until none is left); when more are waiting, a
-    new drain is signalled, which queues behind the jobs already waiting. Returns how many were
-    handled."""
+    """Apply stored events, up to `limit` (None: until none is left) and DRAIN_SECONDS; when more
+    are waiting, a new drain is signalled, which queues behind the jobs already waiting. Returns
+    how many were handled."""
     runtime = current()
+    deadline = time.monotonic() + DRAIN_SECONDS
     # Lowered before looking, so an event stored from now on raises it again: none is missed.
     runtime.redis.delete(DRAIN_FLAG)
     skip: set[int] = set()
     handled = 0
-    while limit is None or handled < limit:
+    while (limit is None or handled < limit) and time.monotonic() < deadline:
         event_id = _apply_next(runtime, skip)
         if event_id is None:
             return handled

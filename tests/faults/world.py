@@ -49,7 +49,8 @@ EMAILS_PER_ORDER = 2
 class World:
     def __init__(self, tmp: Path, database_url: str, workers: int = 2, schedulers: int = 1,
                  env: dict | None = None, smtp_timeout: float = 3,
-                 template: str = TEMPLATE, emails_per_order: int = EMAILS_PER_ORDER):
+                 template: str = TEMPLATE, emails_per_order: int = EMAILS_PER_ORDER,
+                 sim_options: dict | None = None):
         self.tmp = tmp
         self.database_url = database_url
         self.smtp = FaultySmtp()
@@ -60,6 +61,7 @@ class World:
         self.orders: list[dict] = []  # simulator orders, in the order they were made
         self.rng = random.Random(11)
         self.template, self.emails_per_order = template, emails_per_order
+        self.sim_options = sim_options or {}
 
     # --- bringing it up -------------------------------------------------------------------
 
@@ -72,7 +74,7 @@ class World:
         self.stack.start_redis()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the simulator's access log
         self.sim = Simulator(env["SHOPIFY_API_KEY"], env["SHOPIFY_API_SECRET"],
-                             app_url=self.stack.web_url)
+                             app_url=self.stack.web_url, **self.sim_options)
         self.sim.start(port=self.stack.sim_port)
         self.sim.generate(SUB, products=6, orders=0, name="Fault Shop",
                           email="owner@faults.example")
