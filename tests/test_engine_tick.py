@@ -18,6 +18,7 @@ from okapp.models import (
     MessageState,
     Review,
     ReviewMedia,
+    Shop,
 )
 from okapp.sequences.blocks import update_block
 from okapp.sequences.enrollments import not_arrived_yet
@@ -401,6 +402,26 @@ def test_a_batch_outlived_by_the_repair_leaves_the_rest_to_others(session, runti
     assert outcomes[batch[2].id].startswith("left alone")
     assert [m.state for m in messages(session)] == [MessageState.SENT.value] * 3
     assert len(list(config.outbox_path.glob("*.eml"))) == 3
+
+
+def test_an_uninstall_during_a_batch_stops_the_rest_of_it(session, runtime, shop, config,
+                                                          monkeypatch):
+    """The send-time re-check reads the shop afresh for every message of a batch."""
+    sequence, orders, batch = _queued_batch(session, runtime, shop, 3)
+    real_deliver, calls = sends.deliver, []
+
+    def deliver_then_uninstall(config, rendered):
+        calls.append(rendered.recipient)
+        real_deliver(config, rendered)
+        if len(calls) == 1:  # the app/uninstalled webhook is applied meanwhile
+            with runtime.session_scope() as other:
+                other.get(Shop, shop.id).uninstalled_at = datetime.now(UTC)
+
+    monkeypatch.setattr(sends, "deliver", deliver_then_uninstall)
+    outcomes = send_messages([m.id for m in batch])
+    assert list(outcomes.values()) == ["sent", "skipped: shop_uninstalled",
+                                       "skipped: shop_uninstalled"]
+    assert len(list(config.outbox_path.glob("*.eml"))) == 1
 
 
 def test_stuck_sending_is_resolved_at_most_once(session, runtime, shop, config):

@@ -45,6 +45,7 @@ from okapp.models import (
     Message,
     MessageState,
     Order,
+    Sequence,
     SequenceStatus,
     Shop,
 )
@@ -84,22 +85,29 @@ def _load_shared(session: Session, messages: list[Message]) -> list:
 
 
 def skip_reason_at_send(session: Session, message: Message) -> str | None:
-    """Why this message must not go out now, or None. `paused:` reasons keep it queued."""
+    """Why this message must not go out now, or None. `paused:` reasons keep it queued.
+
+    What can change while a batch is busy (an uninstall, a stopped sequence, a cancellation or a
+    refund) is read afresh for every message, in one query, not from the batch's loaded rows."""
     enrollment: Enrollment = message.enrollment
-    shop = session.get(Shop, message.shop_id)
-    if not shop.is_installed:
+    facts = session.execute(
+        select(Shop.installed_at, Shop.uninstalled_at, Shop.needs_reauth, Sequence.status,
+               Order.cancelled_at, Order.refunded, Order.partially_refunded,
+               Order.financial_status)
+        .where(Shop.id == message.shop_id, Sequence.id == enrollment.sequence_id,
+               Order.id == enrollment.order_id)).one()
+    if facts.installed_at is None or facts.uninstalled_at is not None:
         return "shop_uninstalled"
-    if shop.needs_reauth:
+    if facts.needs_reauth:
         return "paused:shop_needs_reauth"
-    if enrollment.sequence.status != SequenceStatus.RUNNING.value:
+    if facts.status != SequenceStatus.RUNNING.value:
         return "sequence_not_running"
-    order = enrollment.order
-    status = (order.financial_status or "").upper()
-    if order.cancelled_at is not None:
+    status = (facts.financial_status or "").upper()
+    if facts.cancelled_at is not None:
         return "order_cancelled"
-    if order.refunded or order.partially_refunded or status in ("REFUNDED", "PARTIALLY_REFUNDED"):
+    if facts.refunded or facts.partially_refunded or status in ("REFUNDED", "PARTIALLY_REFUNDED"):
         return "order_refunded"
-    why = suppression_reason(session, shop.id, message.recipient)
+    why = suppression_reason(session, message.shop_id, message.recipient)
     if why:
         return f"suppressed_{why}"
     return None
