@@ -425,3 +425,36 @@ def test_media_request_asks_for_photos_of_what_was_reviewed(session, config, ord
     assert "Hat" in rendered.html and "Boots" not in rendered.html
     assert "Add a photo or video" in rendered.html and "Rate 5 out of 5" not in rendered.html
     assert "/e/not-arrived/" not in rendered.html  # they have it: no "not arrived yet?"
+
+
+
+@pytest.mark.parametrize("kind", ["request", "reminder", "second_reminder", "media_request"])
+def test_the_compiled_layout_cache_gives_the_same_html_as_compiling_afresh(
+        session, config, order_message, kind, monkeypatch):
+    """Emails fill a layout compiled once per shape; whatever the texts hold (markup, quotes,
+    ampersands, accents, line breaks, something shaped like a slot), the HTML is byte for byte
+    what MJML gives for that email on its own."""
+    from okapp.emails import render
+
+    seen = []
+    cached = render.layout_html
+    monkeypatch.setattr(render, "_compiled", {})
+    monkeypatch.setattr(render, "layout_html",
+                        lambda kind, ctx: seen.append((kind, ctx, cached(kind, ctx))) or seen[-1][2])
+    message, order, _products = order_message
+    hostile = ["<b>\"Joe\" & 'Ann'</b>", "Zoë &amp; Ünïcode ✓", f"{render._SLOT}0z", "a\nb\n\nc",
+               "</mj-text><mj-raw><script>x</script></mj-raw>", "https://x.example/?a=1&b=\"2\""]
+    for i, value in enumerate(hostile):
+        order.customer_first_name = value
+        template = EmailTemplate(shop_id=order.shop_id, kind=kind, name=f"T{i}", fields={"en": {
+            "heading": f"Hello {{{{ customer.first_name }}}} {value}",
+            "body": f"First {value}\n\nSecond line\nthird {{{{ order.name }}}}",
+            "button_text": value}}, logo_url="" if i % 2 else f"https://cdn.example/l.png?{i}&x")
+        session.add(template)
+        session.flush()
+        message.email_template_id = template.id
+        render_message(session, message, config, NOW)
+        layout_kind, ctx, html = seen[-1]
+        assert html == render.compile_layout(layout_kind, ctx), f"differs for {value!r}"
+        assert "<script>x" not in html
+    assert len(render._compiled) < len(seen)  # some emails did reuse a compiled layout

@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 
 import mjml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import escape
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -185,6 +186,7 @@ class Content:
     def context(self) -> dict[str, Any]:
         rendered = {name: sandbox.render_field(src, self.variables)
                     for name, src in self.fields.items()}
+        paragraphs = [p.strip() for p in re.split(r"\n\s*\n", rendered["body"]) if p.strip()]
         chrome = copy.CHROME[self.locale]
         shop_name = self.shop.name or self.shop.domain
         return {
@@ -193,7 +195,8 @@ class Content:
             "subject": _one_line(rendered["subject"]),
             "preheader": _one_line(rendered["preheader"]),
             "heading": rendered["heading"],
-            "paragraphs": [p.strip() for p in re.split(r"\n\s*\n", rendered["body"]) if p.strip()],
+            "paragraphs": paragraphs,
+            "paragraph_lines": [p.split("\n") for p in paragraphs],
             "button_text": _one_line(rendered["button_text"]),
             "button_url": self.links.click(self.button_url),
             "brand_color": self.brand_color,
@@ -222,11 +225,55 @@ class Content:
         return self.links.not_arrived()
 
 
+# Compiling MJML costs several milliseconds, far more than the rest of an email, yet every email
+# of a kind, locale and shop has the same layout around different texts and links. So the layout
+# is compiled once with numbered slots where the texts go (`_slotted`), and each email fills the
+# slots with its own escaped values: the same HTML as compiling it afresh
+# (tests/test_email_render.py compares the two), at a fraction of the cost.
+_SLOT = f"okslot{secrets.token_hex(4)}n"
+_SLOT_PATTERN = re.compile(_SLOT + r"(\d+)z")
+# Values the layout uses as they are (in CSS, in comparisons): part of the compiled layout's key.
+_LAYOUT_KEYS = frozenset({"kind", "locale", "brand_color", "button_text_color"})
+_COMPILED_LIMIT = 256
+_compiled: dict[str, str] = {}
+
+
+def _slotted(value: Any, key: str, slots: list[str]) -> Any:
+    """`value` with every non-empty text (other than _LAYOUT_KEYS) replaced by a slot name, and
+    those texts appended to `slots`. Empty texts, None and numbers stay: `{% if %}` reads them."""
+    if isinstance(value, dict):
+        return {k: _slotted(v, k, slots) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_slotted(v, key, slots) for v in value]
+    if isinstance(value, str) and value and key not in _LAYOUT_KEYS:
+        slots.append(value)
+        return f"{_SLOT}{len(slots) - 1}z"
+    return value
+
+
+def compile_layout(kind: str, ctx: dict[str, Any]) -> str:
+    """The email's HTML, compiled by MJML from the rendered layout (no cache)."""
+    source = _layouts.get_template(f"emails/{kind}.mjml").render(ctx)
+    return mjml.mjml2html(source, disable_comments=False)
+
+
+def layout_html(kind: str, ctx: dict[str, Any]) -> str:
+    """The email's HTML: the compiled layout for this shape of email, slots filled in."""
+    slots: list[str] = []
+    skeleton = _slotted(ctx, "", slots)
+    key = f"{kind}|{skeleton!r}"
+    compiled = _compiled.get(key)
+    if compiled is None:
+        if len(_compiled) >= _COMPILED_LIMIT:
+            _compiled.clear()
+        compiled = _compiled[key] = compile_layout(kind, skeleton)
+    return _SLOT_PATTERN.sub(lambda m: escape(slots[int(m.group(1))]), compiled)
+
+
 def render_content(content: Content, recipient: str, config: Config, now: datetime,
                    message_id_header: str | None = None) -> RenderedEmail:
     ctx = content.context()
-    mjml_source = _layouts.get_template(f"emails/{content.kind}.mjml").render(ctx)
-    html = mjml.mjml2html(mjml_source, disable_comments=False)
+    html = layout_html(content.kind, ctx)
     text = _layouts.get_template("emails/_text.txt").render(ctx)
     sender_name = _one_line(content.shop.setting("sender_name") or ctx["shop_name"])
     reply_to = _one_line(content.shop.setting("reply_to") or content.shop.email)
