@@ -95,9 +95,23 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session that commits on success and rolls back on any error."""
-    session = factory()
+def session_scope(factory: sessionmaker[Session],
+                  hold_connection: bool = False) -> Iterator[Session]:
+    """A session that commits on success and rolls back on any error.
+
+    `hold_connection` keeps one pooled connection for all the session's transactions: a job that
+    commits once per item would otherwise check a connection out, and ping it, for every item."""
+    if hold_connection:
+        with factory.kw["bind"].connect() as connection:
+            with _scope(factory(bind=connection)) as session:
+                yield session
+    else:
+        with _scope(factory()) as session:
+            yield session
+
+
+@contextmanager
+def _scope(session: Session) -> Iterator[Session]:
     try:
         yield session
         session.commit()

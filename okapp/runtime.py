@@ -36,8 +36,8 @@ class Runtime:
     def queue(self, name: str = "default") -> Queue:
         return queues.queue(self.redis, name)
 
-    def session_scope(self):
-        return session_scope(self.sessions)
+    def session_scope(self, hold_connection: bool = False):
+        return session_scope(self.sessions, hold_connection)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -352,6 +352,9 @@ def test_overlapping_batches_send_each_message_once(session, runtime, shop, conf
 
 def test_worker_dying_mid_batch_is_resolved_at_most_once(session, runtime, shop, config,
                                                         monkeypatch):
+    # One connection, so the moment of death is exact; with more, up to that many messages are
+    # in flight at once (tests/faults: a killed worker leaves at most that many unknown).
+    monkeypatch.setattr(runtime.config, "smtp_connections", 1)
     sequence, orders, batch = _queued_batch(session, runtime, shop, 3)
     real_deliver, calls = sends.deliver, []
 
@@ -383,6 +386,7 @@ def test_a_batch_outlived_by_the_repair_leaves_the_rest_to_others(session, runti
                                                                   monkeypatch):
     """SMTP so slow that the repair delay passes mid-batch: the repair queues the messages the
     batch has not reached, another job sends them, and the slow batch does not send them again."""
+    monkeypatch.setattr(runtime.config, "smtp_connections", 1)  # one hand-off at a time
     sequence, orders, batch = _queued_batch(session, runtime, shop, 3)
     real_deliver, calls = sends.deliver, []
 
@@ -407,6 +411,7 @@ def test_a_batch_outlived_by_the_repair_leaves_the_rest_to_others(session, runti
 def test_an_uninstall_during_a_batch_stops_the_rest_of_it(session, runtime, shop, config,
                                                           monkeypatch):
     """The send-time re-check reads the shop afresh for every message of a batch."""
+    monkeypatch.setattr(runtime.config, "smtp_connections", 1)  # one hand-off at a time
     sequence, orders, batch = _queued_batch(session, runtime, shop, 3)
     real_deliver, calls = sends.deliver, []
 

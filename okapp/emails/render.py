@@ -15,6 +15,7 @@ from __future__ import annotations
 import binascii
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import message_from_bytes
@@ -57,6 +58,7 @@ _layouts = Environment(
     undefined=StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
+    auto_reload=False,  # templates change with a deploy; checking mtimes cost a stat per email
 )
 
 
@@ -310,8 +312,11 @@ def _product_block(order_review_url: str | None, product: Product, image_url: st
                         [(r, f"{link}&{urlencode({'rating': r})}") for r in range(1, 6)])
 
 
-def _order_products(session: Session, shop: Shop, order: Order, kind: str) -> list[tuple]:
-    items = reviewable_items(order, shop, products_by_gid(session, order))
+def _order_products(session: Session, shop: Shop, order: Order, kind: str,
+                    by_gid: Mapping[str, Product] | None) -> list[tuple]:
+    if by_gid is None:
+        by_gid = products_by_gid(session, order)
+    items = reviewable_items(order, shop, by_gid)
     if kind == EmailKind.MEDIA_REQUEST.value:
         # Ask for photos of what they reviewed; fall back to the whole order.
         reviewed = set(session.scalars(select(Review.product_id).where(
@@ -322,17 +327,18 @@ def _order_products(session: Session, shop: Shop, order: Order, kind: str) -> li
              or i.product.title) for i in items[:limit]]
 
 
-def render_message(session: Session, message: Message, config: Config,
-                   now: datetime) -> RenderedEmail:
-    """The email of a queued message, for its enrollment's real order. Raises NothingToReview."""
+def render_message(session: Session, message: Message, config: Config, now: datetime,
+                   products_by_gid: Mapping[str, Product] | None = None) -> RenderedEmail:
+    """The email of a queued message, for its enrollment's real order. Raises NothingToReview.
+    `products_by_gid`: the order's products, when the caller has loaded them already."""
     enrollment = message.enrollment
     order = enrollment.order
     shop = session.get(Shop, message.shop_id)
     template = _template_for(session, shop.id, message.email_template_id)
     kind = template.kind if template is not None else message.kind
     locale = copy.pick_locale(order.customer_locale, shop.locale)
-    products = _order_products(session, shop, order, kind)
-    if not products:
+    chosen = _order_products(session, shop, order, kind, products_by_gid)
+    if not chosen:
         raise NothingToReview(f"order {order.name} has no reviewable products")
     order_page = review_url(config.app_url, config.secret_key, shop.id, order.id)
     content = Content(
@@ -343,7 +349,7 @@ def render_message(session: Session, message: Message, config: Config,
         brand_color=_color(template.brand_color if template else "", shop.setting("brand_color")),
         logo_url=(template.logo_url if template else "") or shop.setting("logo_url"),
         products=[_product_block(order_page, p, img, title, "")
-                  for p, img, title in products],
+                  for p, img, title in chosen],
         button_url=order_page,
         links=Links(config.app_url, config.secret_key, shop.id, message.recipient,
                     message_id=message.id, enrollment_id=enrollment.id, locale=locale),

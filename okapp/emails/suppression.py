@@ -29,16 +29,23 @@ def hashed_entry(address: str) -> str:
     return "sha256:" + hashlib.sha256(normalize(address).encode()).hexdigest()
 
 
-def suppression_reason(session: Session, shop_id: int, address: str) -> str | None:
-    """Why this address must not be emailed by this shop, or None when it may be."""
+def lookup_entries(address: str) -> list[str] | None:
+    """The stored entries that would suppress this address (itself, its `*@domain`, its erased
+    form), or None when it is no address at all."""
     address = normalize(address)
     if not address or "@" not in address:
+        return None
+    return [address, domain_entry(address), hashed_entry(address)]
+
+
+def suppression_reason(session: Session, shop_id: int, address: str) -> str | None:
+    """Why this address must not be emailed by this shop, or None when it may be."""
+    entries = lookup_entries(address)
+    if entries is None:
         return "invalid_address"
     row = session.execute(
         select(Suppression.address, Suppression.reason).where(
-            Suppression.shop_id == shop_id,
-            Suppression.address.in_([address, domain_entry(address), hashed_entry(address)]),
-        )
+            Suppression.shop_id == shop_id, Suppression.address.in_(entries))
     ).first()
     return row.reason if row else None
 

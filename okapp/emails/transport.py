@@ -139,24 +139,44 @@ class SmtpConnection:
             self._smtp = None
 
 
-_local = threading.local()
+# Open connections not in use, shared by the process's threads: the send job hands off from
+# helper threads (okapp.jobs.sends), Send Test from web threads. A sender takes one (or opens
+# one) for a message and puts it back afterwards, so each connection carries one message at a time.
+_lock = threading.Lock()
+_idle: list[SmtpConnection] = []
 
 
-def _connection(settings: SmtpSettings) -> SmtpConnection:
-    """This thread's connection for these settings (RQ workers run one job at a time)."""
-    conn = getattr(_local, "conn", None)
-    if conn is None or conn.settings != settings:
+def _send(settings: SmtpSettings, envelope_from: str, recipient: str, data: bytes) -> None:
+    with _lock:
+        conn = next((c for c in _idle if c.settings == settings), None)
         if conn is not None:
-            conn.close()
-        conn = _local.conn = SmtpConnection(settings)
-    return conn
+            _idle.remove(conn)
+    conn = conn or SmtpConnection(settings)
+    try:
+        conn.send(envelope_from, recipient, data)
+    except (smtplib.SMTPException, OSError) as exc:  # OSError covers timeouts
+        if not isinstance(exc, smtplib.SMTPRecipientsRefused):
+            conn.close()  # the session's state is unknown; start clean next time
+            raise _classify(exc) from exc
+        _put_back(conn)
+        raise _classify(exc) from exc
+    _put_back(conn)
+
+
+def _put_back(conn: SmtpConnection) -> None:
+    with _lock:
+        stale = [c for c in _idle if c.settings != conn.settings]  # SMTP_URL changed
+        _idle[:] = [c for c in _idle if c.settings == conn.settings] + [conn]
+    for c in stale:
+        c.close()
 
 
 def close_connections() -> None:
-    conn = getattr(_local, "conn", None)
-    if conn is not None:
+    with _lock:
+        closing = list(_idle)
+        _idle.clear()
+    for conn in closing:
         conn.close()
-        _local.conn = None
 
 
 @lru_cache(maxsize=4)
@@ -219,11 +239,4 @@ def deliver(config: Config, rendered: RenderedEmail) -> None:
     if not config.smtp_url:
         write_outbox(config.outbox_path, rendered, data)
         return
-    settings = SmtpSettings.parse(config.smtp_url)
-    conn = _connection(settings)
-    try:
-        conn.send(rendered.envelope_from, rendered.recipient, data)
-    except (smtplib.SMTPException, OSError) as exc:  # OSError covers timeouts
-        if not isinstance(exc, smtplib.SMTPRecipientsRefused):
-            conn.close()  # the session's state is unknown; start clean next time
-        raise _classify(exc) from exc
+    _send(SmtpSettings.parse(config.smtp_url), rendered.envelope_from, rendered.recipient, data)

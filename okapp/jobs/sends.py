@@ -10,12 +10,17 @@ per-job cost and the claim are paid once per batch, and each message costs one c
    still installed (a shop needing re-authorisation pauses: the message goes back to `queued` and
    the scheduler enqueues it again later), order not cancelled or refunded, address not
    suppressed, something left to review. A failed check records `skipped` with the reason.
-3. Render, set `delivery_started_at`, and commit: that one commit also records the previous
-   message's outcome, so the hand-off mark is on disk before SMTP and every outcome is too.
+3. Render, set `delivery_started_at` (only while the batch still holds the message), and commit:
+   that one commit also records the previous message's outcome, so the hand-off mark is on disk
+   before SMTP and every outcome is too.
 4. Hand to SMTP and record `sent`; on a transient error the message goes back to `queued` and,
    once the batch is done, the job raises so RQ retries it with backoff (the retry claims only
    what is queued again, so the others are neither blocked nor sent twice; `failed` after the
    last retry); on a permanent 5xx, `failed` and the address is suppressed.
+
+The hand-off runs on a helper thread, so that while the SMTP server takes one message the job
+re-checks and renders the next; the next mark waits for the previous outcome, so there is never
+more than one message between its mark and its recorded outcome.
 
 A worker killed during a hand-off leaves that message `sending` with `delivery_started_at` set:
 the scheduler marks it failed with "outcome unknown" rather than send a second copy (at most
@@ -26,16 +31,19 @@ once); the batch's messages not yet handed off are queued again
 from __future__ import annotations
 
 import logging
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 
 from rq import get_current_job
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, case, func, literal, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from okapp.config import Config
 from okapp.db import utcnow
 from okapp.emails.render import NothingToReview, RenderedEmail, render_message
-from okapp.emails.suppression import suppress, suppression_reason
+from okapp.emails.suppression import lookup_entries, suppress
 from okapp.emails.transport import PermanentDeliveryError, TransientDeliveryError, deliver
 from okapp.models import (
     EmailKind,
@@ -48,8 +56,10 @@ from okapp.models import (
     Sequence,
     SequenceStatus,
     Shop,
+    Suppression,
 )
 from okapp.runtime import current
+from okapp.sequences.items import products_for_orders
 from okapp.sequences.journal import bump_one, record
 
 log = logging.getLogger(__name__)
@@ -84,33 +94,59 @@ def _load_shared(session: Session, messages: list[Message]) -> list:
             *session.scalars(select(EmailTemplate).where(EmailTemplate.id.in_(template_ids)))]
 
 
-def skip_reason_at_send(session: Session, message: Message) -> str | None:
-    """Why this message must not go out now, or None. `paused:` reasons keep it queued.
+# What may have changed since the message was queued, as conditions on the message's shop,
+# sequence and order, first match wins. Read afresh for every message, not from the batch's rows:
+# an uninstall, a stopped sequence, a cancellation or a refund can land while a batch is busy.
+_BLOCKERS = (
+    ("shop_uninstalled", or_(Shop.installed_at.is_(None), Shop.uninstalled_at.is_not(None))),
+    ("paused:shop_needs_reauth", Shop.needs_reauth.is_(True)),
+    ("sequence_not_running", Sequence.status != SequenceStatus.RUNNING.value),
+    ("order_cancelled", Order.cancelled_at.is_not(None)),
+    ("order_refunded", or_(Order.refunded.is_(True), Order.partially_refunded.is_(True),
+                           func.upper(Order.financial_status).in_(("REFUNDED",
+                                                                    "PARTIALLY_REFUNDED")))),
+)
+_SUPPRESSED = (select(Suppression.reason)
+               .where(Suppression.shop_id == bindparam("f_shop"),
+                      Suppression.address.in_(bindparam("f_entries", expanding=True)))
+               .limit(1).scalar_subquery())
 
-    What can change while a batch is busy (an uninstall, a stopped sequence, a cancellation or a
-    refund) is read afresh for every message, in one query, not from the batch's loaded rows."""
-    enrollment: Enrollment = message.enrollment
-    facts = session.execute(
-        select(Shop.installed_at, Shop.uninstalled_at, Shop.needs_reauth, Sequence.status,
-               Order.cancelled_at, Order.refunded, Order.partially_refunded,
-               Order.financial_status)
-        .where(Shop.id == message.shop_id, Sequence.id == enrollment.sequence_id,
-               Order.id == enrollment.order_id)).one()
-    if facts.installed_at is None or facts.uninstalled_at is not None:
-        return "shop_uninstalled"
-    if facts.needs_reauth:
-        return "paused:shop_needs_reauth"
-    if facts.status != SequenceStatus.RUNNING.value:
-        return "sequence_not_running"
-    status = (facts.financial_status or "").upper()
-    if facts.cancelled_at is not None:
-        return "order_cancelled"
-    if facts.refunded or facts.partially_refunded or status in ("REFUNDED", "PARTIALLY_REFUNDED"):
-        return "order_refunded"
-    why = suppression_reason(session, message.shop_id, message.recipient)
-    if why:
-        return f"suppressed_{why}"
-    return None
+
+def _about_the_message(*columns):
+    return (select(*columns).select_from(Shop)
+            .join(Sequence, Sequence.shop_id == Shop.id)
+            .join(Order, Order.shop_id == Shop.id)
+            .where(Shop.id == bindparam("f_shop"), Sequence.id == bindparam("f_sequence"),
+                   Order.id == bindparam("f_order")))
+
+
+_REASON_AT_SEND = _about_the_message(
+    case(*((condition, reason) for reason, condition in _BLOCKERS),
+         else_=literal("suppressed_") + _SUPPRESSED))
+# The hand-off mark, set only while this batch still holds the message (see _still_ours) and
+# nothing blocks it: the re-check and the mark in one statement.
+_MARK = (
+    update(Message)
+    .where(Message.id == bindparam("m_id"), Message.state == MessageState.SENDING.value,
+           Message.claimed_at == bindparam("m_claimed_at"),
+           Message.delivery_started_at.is_(None),
+           ~_about_the_message(literal(1)).where(or_(*(c for _r, c in _BLOCKERS))).exists(),
+           _SUPPRESSED.is_(None))
+    .values(subject=bindparam("m_subject"), delivery_started_at=bindparam("m_now"),
+            attempts=Message.attempts + 1))
+
+
+def _facts_params(message: Message) -> dict:
+    return {"f_shop": message.shop_id, "f_sequence": message.enrollment.sequence_id,
+            "f_order": message.enrollment.order_id,
+            "f_entries": lookup_entries(message.recipient) or [""]}
+
+
+def skip_reason_at_send(session: Session, message: Message) -> str | None:
+    """Why this message must not go out now, or None. `paused:` reasons keep it queued."""
+    if lookup_entries(message.recipient) is None:
+        return "suppressed_invalid_address"
+    return session.connection().execute(_REASON_AT_SEND, _facts_params(message)).scalar_one()
 
 
 def _finish(session: Session, message: Message, state: MessageState, counter: str,
@@ -135,7 +171,7 @@ def _exit_enrollment(session: Session, enrollment: Enrollment, reason: str, now:
 
 
 def _still_ours(session: Session, message: Message) -> bool:
-    """Whether this batch still holds the message, locking its row until the hand-off mark is
+    """Whether this batch still holds the message, locking its row until the outcome is
     committed. A long batch (slow SMTP) can outlive the repair delay: the scheduler then gives the
     messages it has not reached back to the queue, another worker sends them, and this batch
     must leave them alone."""
@@ -149,40 +185,61 @@ def _still_ours(session: Session, message: Message) -> bool:
     return held == 1
 
 
-def _prepare(session: Session, message: Message, config: Config,
-             now: datetime) -> RenderedEmail | str:
-    """Re-check and render a claimed message: the email to hand off, or the recorded outcome."""
-    reason = skip_reason_at_send(session, message)
-    if reason and reason.startswith("paused:"):
+def _render(session: Session, message: Message, config: Config, now: datetime,
+            products_by_gid: dict) -> RenderedEmail | None:
+    """A claimed message's email, or None when its order has nothing left to review."""
+    try:
+        return render_message(session, message, config, now, products_by_gid)
+    except NothingToReview:
+        return None
+
+
+def _record_skip(session: Session, message: Message, reason: str, now: datetime) -> str:
+    """Record why a held message is not sent; a `paused:` one goes back to the queue."""
+    if reason.startswith("paused:"):
         session.execute(update(Message).where(Message.id == message.id).values(
             state=MessageState.QUEUED.value, claimed_at=None,
             error="paused until the merchant opens okapp again (re-authorisation)")
             .execution_options(synchronize_session=False))
         return reason
-    if reason:
-        _finish(session, message, MessageState.SKIPPED, f"skipped:{reason}", skip_reason=reason)
-        if reason in ("order_cancelled", "order_refunded") or reason.startswith("suppressed"):
-            _exit_enrollment(session, message.enrollment,
-                             "suppressed" if reason.startswith("suppressed") else reason, now)
-        return f"skipped: {reason}"
-    try:
-        rendered = render_message(session, message, config, now)
-    except NothingToReview:
-        _finish(session, message, MessageState.SKIPPED, "skipped:nothing_to_review",
-                skip_reason="nothing_to_review")
-        return "skipped: nothing_to_review"
-    session.execute(update(Message).where(Message.id == message.id).values(
-        subject=rendered.subject[:998], delivery_started_at=now, attempts=Message.attempts + 1)
-        .execution_options(synchronize_session=False))
-    return rendered
+    _finish(session, message, MessageState.SKIPPED, f"skipped:{reason}", skip_reason=reason)
+    if reason in ("order_cancelled", "order_refunded") or reason.startswith("suppressed"):
+        _exit_enrollment(session, message.enrollment,
+                         "suppressed" if reason.startswith("suppressed") else reason, now)
+    return f"skipped: {reason}"
 
 
-def _hand_off(session: Session, message: Message, config: Config, rendered: RenderedEmail,
-              retries_left: int) -> str:
-    """Deliver a message whose hand-off mark is committed, and record the outcome (committed
-    with the next message's mark, or at the end of the batch)."""
+_SENT = (update(Message).where(Message.id == bindparam("m_id"))
+         .values(state=MessageState.SENT.value, sent_at=bindparam("m_sent_at"), error=""))
+_REVIEW_REQUESTED = (update(Order)
+                     .where(Order.id == bindparam("o_id"), Order.review_requested_at.is_(None))
+                     .values(review_requested_at=bindparam("o_at")))
+
+
+def _mark(session: Session, message: Message, rendered: RenderedEmail, now: datetime) -> bool:
+    """Set the hand-off mark if nothing blocks the message and the batch still holds it."""
+    if lookup_entries(message.recipient) is None:
+        return False
+    held = session.connection().execute(_MARK, {
+        **_facts_params(message), "m_id": message.id, "m_claimed_at": message.claimed_at,
+        "m_subject": rendered.subject[:998], "m_now": now}).rowcount
+    return held == 1
+
+
+@dataclass
+class _HandOff:
+    """A message on its way to the SMTP server, on the job's helper thread."""
+
+    message: Message
+    future: Future
+
+
+def _record_outcome(session: Session, hand_off: _HandOff, retries_left: int) -> str:
+    """Wait for a hand-off and record its outcome (committed with the next message's mark, or
+    at the end of the batch)."""
+    message = hand_off.message
     try:
-        deliver(config, rendered)
+        hand_off.future.result()
     except TransientDeliveryError as exc:
         if not retries_left:
             _finish(session, message, MessageState.FAILED, "failed",
@@ -200,13 +257,12 @@ def _hand_off(session: Session, message: Message, config: Config, rendered: Rend
         suppress(session, message.shop_id, message.recipient, "bounce", utcnow())
         return f"failed: {exc}"
     now = utcnow()
-    _finish(session, message, MessageState.SENT, "sent", sent_at=now, error="")
+    connection = session.connection()
+    connection.execute(_SENT, {"m_id": message.id, "m_sent_at": now})
+    bump_one(session, message.enrollment.sequence_id, message.block_id, "sent")
     if message.kind == EmailKind.REQUEST.value:
         # Asked once, ever: kept on the order, so deleting the sequence does not forget it.
-        session.execute(update(Order).where(Order.id == message.enrollment.order_id,
-                                            Order.review_requested_at.is_(None))
-                        .values(review_requested_at=now)
-                        .execution_options(synchronize_session=False))
+        connection.execute(_REVIEW_REQUESTED, {"o_id": message.enrollment.order_id, "o_at": now})
     return "sent"
 
 
@@ -222,20 +278,37 @@ def send_messages(message_ids: list[int]) -> dict[int, str]:
     job = get_current_job()
     retries_left = job.retries_left if job is not None else 0
     outcomes: dict[int, str] = {}
-    with runtime.session_scope() as session:
+    depth = config.smtp_connections
+    with (runtime.session_scope(hold_connection=True) as session,
+          ThreadPoolExecutor(depth, "okapp-smtp") as smtp):
         claimed = _claim(session, message_ids, utcnow())
         _shared = _load_shared(session, claimed)
+        products = products_for_orders(session, {m.enrollment.order for m in claimed})
+        # Leaving the executor waits for hand-offs still under way, even when the job fails;
+        # their marks are committed, so the repair would record those outcomes as unknown.
+        in_flight: deque[_HandOff] = deque()
         for message in claimed:
-            if not _still_ours(session, message):
+            now = utcnow()
+            # Rendered while earlier messages are with the SMTP server.
+            rendered = _render(session, message, config, now,
+                               products[message.enrollment.order_id])
+            # Outcomes in order of hand-off; wait for the oldest only when all connections are busy.
+            while in_flight and (len(in_flight) >= depth or in_flight[0].future.done()):
+                done = in_flight.popleft()
+                outcomes[done.message.id] = _record_outcome(session, done, retries_left)
+            if rendered is not None and _mark(session, message, rendered, now):
+                # Committed: from here a crash leaves a record that the hand-off may have happened.
+                session.commit()
+                in_flight.append(_HandOff(message, smtp.submit(deliver, config, rendered)))
+                continue
+            reason = skip_reason_at_send(session, message) or (
+                "nothing_to_review" if rendered is None else None)
+            if reason and _still_ours(session, message):
+                outcomes[message.id] = _record_skip(session, message, reason, now)
+            else:
                 outcomes[message.id] = "left alone: repaired while this batch was busy"
-                continue
-            rendered = _prepare(session, message, config, utcnow())
-            if isinstance(rendered, str):
-                outcomes[message.id] = rendered
-                continue
-            # Committed: from here a crash leaves a record that the hand-off may have happened.
-            session.commit()
-            outcomes[message.id] = _hand_off(session, message, config, rendered, retries_left)
+        for done in in_flight:
+            outcomes[done.message.id] = _record_outcome(session, done, retries_left)
     retry = [mid for mid, outcome in outcomes.items() if outcome == "retry"]
     if retry:
         # RQ schedules the retry (okapp.sequences.scheduler.send_retry).

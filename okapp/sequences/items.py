@@ -9,7 +9,7 @@ okapp has not synced (a review must name a product). One entry per product, pric
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -72,10 +72,19 @@ def reviewable_items(order: Order, shop: Shop,
 
 def products_by_gid(session: Session, order: Order) -> dict[str, Product]:
     """The shop's products named by the order's line items, keyed by GID (one query)."""
-    gids = {li.product_gid for li in order.line_items if li.product_gid}
-    if not gids:
-        return {}
-    rows = session.scalars(
-        select(Product).where(Product.shop_id == order.shop_id, Product.gid.in_(gids))
-    )
-    return {product.gid: product for product in rows}
+    return products_for_orders(session, [order])[order.id]
+
+
+def products_for_orders(session: Session,
+                        orders: Iterable[Order]) -> dict[int, dict[str, Product]]:
+    """`products_by_gid` for many orders in one query: order id -> {gid: product}."""
+    orders = list(orders)
+    gids = {li.product_gid for o in orders for li in o.line_items if li.product_gid}
+    found: dict[tuple[int, str], Product] = {}
+    if gids:
+        for product in session.scalars(select(Product).where(
+                Product.shop_id.in_({o.shop_id for o in orders}), Product.gid.in_(gids))):
+            found[(product.shop_id, product.gid)] = product
+    return {o.id: {li.product_gid: found[(o.shop_id, li.product_gid)] for li in o.line_items
+                   if (o.shop_id, li.product_gid) in found}
+            for o in orders}
