@@ -180,7 +180,6 @@ def prerender(runtime: Runtime, message_ids: list[int], n: int) -> list[tuple[st
 def run_worker(runtime: Runtime, kind: str) -> None:
     from rq import SimpleWorker, Worker
 
-    sys.setswitchinterval(float(__import__("os").environ.get("SWITCH", "0.005")))
     worker_class = SimpleWorker if kind == "simple" else Worker
     worker = worker_class([runtime.queue("sends")], connection=runtime.redis)
     worker.work(burst=True, logging_level="WARNING")

@@ -503,3 +503,23 @@ def test_not_arrived_yet_pushes_the_next_step_once(session, runtime, shop):
     assert "not_arrived" in events(session, enrollment)
     assert not tick(runtime, due)
     assert tick(runtime, due + timedelta(days=7)).messages_queued == 1
+
+
+def test_blocked_messages_inside_a_group_of_hand_offs(session, runtime, shop, config):
+    """With two SMTP connections the job marks and hands off two messages at a time; a blocked
+    message inside a group is skipped with its reason and the rest still go, each once."""
+    assert config.smtp_connections == 2
+    sequence, orders, batch = _queued_batch(session, runtime, shop, 5)
+    suppress(session, shop.id, orders[1].email, "unsubscribe", NOW)
+    orders[3].cancelled_at = NOW
+    session.commit()
+    outcomes = send_messages([m.id for m in batch])
+    assert [outcomes[m.id] for m in batch] == [
+        "sent", "skipped: suppressed_unsubscribe", "sent", "skipped: order_cancelled", "sent"]
+    states = [m.state for m in messages(session)]
+    assert states == ["sent", "skipped", "sent", "skipped", "sent"]
+    send = blocks_of(sequence, BlockKind.SEND)[0]
+    assert counters(session, sequence)[(send.id, "sent")] == 3
+    assert len(list(config.outbox_path.glob("*.eml"))) == 3
+    assert all(o.review_requested_at is not None for i, o in enumerate(orders) if i in (0, 2, 4))
+    assert orders[1].review_requested_at is None

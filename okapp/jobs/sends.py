@@ -31,7 +31,7 @@ once); the batch's messages not yet handed off are queued again
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,7 +60,7 @@ from okapp.models import (
 )
 from okapp.runtime import current
 from okapp.sequences.items import products_for_orders
-from okapp.sequences.journal import bump_one, record
+from okapp.sequences.journal import bump, bump_one, record
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +103,14 @@ _BLOCKERS = (
     ("sequence_not_running", Sequence.status != SequenceStatus.RUNNING.value),
     ("order_cancelled", Order.cancelled_at.is_not(None)),
     ("order_refunded", or_(Order.refunded.is_(True), Order.partially_refunded.is_(True),
-                           func.upper(Order.financial_status).in_(("REFUNDED",
-                                                                    "PARTIALLY_REFUNDED")))),
+                           func.upper(Order.financial_status) == "REFUNDED",
+                           func.upper(Order.financial_status) == "PARTIALLY_REFUNDED")),
 )
+# The address, its `*@domain` and its erased form (okapp.emails.suppression.lookup_entries), as
+# three plain parameters so that one statement can mark many messages (executemany).
 _SUPPRESSED = (select(Suppression.reason)
                .where(Suppression.shop_id == bindparam("f_shop"),
-                      Suppression.address.in_(bindparam("f_entries", expanding=True)))
+                      Suppression.address.in_([bindparam(f"f_entry{i}") for i in range(3)]))
                .limit(1).scalar_subquery())
 
 
@@ -139,7 +141,8 @@ _MARK = (
 def _facts_params(message: Message) -> dict:
     return {"f_shop": message.shop_id, "f_sequence": message.enrollment.sequence_id,
             "f_order": message.enrollment.order_id,
-            "f_entries": lookup_entries(message.recipient) or [""]}
+            **{f"f_entry{i}": entry
+               for i, entry in enumerate(lookup_entries(message.recipient) or ["", "", ""])}}
 
 
 def skip_reason_at_send(session: Session, message: Message) -> str | None:
@@ -216,14 +219,22 @@ _REVIEW_REQUESTED = (update(Order)
                      .values(review_requested_at=bindparam("o_at")))
 
 
-def _mark(session: Session, message: Message, rendered: RenderedEmail, now: datetime) -> bool:
-    """Set the hand-off mark if nothing blocks the message and the batch still holds it."""
-    if lookup_entries(message.recipient) is None:
-        return False
-    held = session.connection().execute(_MARK, {
-        **_facts_params(message), "m_id": message.id, "m_claimed_at": message.claimed_at,
-        "m_subject": rendered.subject[:998], "m_now": now}).rowcount
-    return held == 1
+def _mark_group(session: Session, group: list[tuple[Message, RenderedEmail]],
+                now: datetime) -> list[tuple[Message, RenderedEmail]]:
+    """Set the hand-off mark on each message that nothing blocks and the batch still holds, in
+    one statement for the group (one round trip on PostgreSQL); returns the ones marked."""
+    group = [(m, r) for m, r in group if lookup_entries(m.recipient) is not None]
+    if not group:
+        return []
+    marked = session.connection().execute(_MARK, [
+        {**_facts_params(m), "m_id": m.id, "m_claimed_at": m.claimed_at,
+         "m_subject": r.subject[:998], "m_now": now} for m, r in group]).rowcount
+    if marked == len(group):
+        return group
+    ids = set(session.scalars(select(Message.id).where(
+        Message.id.in_([m.id for m, _r in group]), Message.state == MessageState.SENDING.value,
+        Message.delivery_started_at == now)))
+    return [(m, r) for m, r in group if m.id in ids]
 
 
 @dataclass
@@ -234,36 +245,46 @@ class _HandOff:
     future: Future
 
 
-def _record_outcome(session: Session, hand_off: _HandOff, retries_left: int) -> str:
-    """Wait for a hand-off and record its outcome (committed with the next message's mark, or
-    at the end of the batch)."""
-    message = hand_off.message
-    try:
-        hand_off.future.result()
-    except TransientDeliveryError as exc:
-        if not retries_left:
+def _record_outcomes(session: Session, hand_offs: list[_HandOff], retries_left: int,
+                     outcomes: dict[int, str]) -> None:
+    """Wait for the hand-offs and record their outcomes (committed with the next group's marks,
+    or at the end of the batch)."""
+    sent: list[Message] = []
+    for hand_off in hand_offs:
+        message = hand_off.message
+        try:
+            hand_off.future.result()
+        except TransientDeliveryError as exc:
+            if not retries_left:
+                _finish(session, message, MessageState.FAILED, "failed",
+                        error=f"gave up after {message.attempts + 1} attempts: {exc}"[:2000])
+                outcomes[message.id] = f"failed: {exc}"
+                continue
+            # Back to queued so the retried job can claim it; the server took nothing.
+            session.execute(update(Message).where(Message.id == message.id).values(
+                state=MessageState.QUEUED.value, claimed_at=None, delivery_started_at=None,
+                error=f"temporary failure, will retry: {exc}"[:2000])
+                .execution_options(synchronize_session=False))
+            outcomes[message.id] = "retry"
+        except PermanentDeliveryError as exc:
             _finish(session, message, MessageState.FAILED, "failed",
-                    error=f"gave up after {message.attempts + 1} attempts: {exc}"[:2000])
-            return f"failed: {exc}"
-        # Back to queued so the retried job can claim it; the server took nothing.
-        session.execute(update(Message).where(Message.id == message.id).values(
-            state=MessageState.QUEUED.value, claimed_at=None, delivery_started_at=None,
-            error=f"temporary failure, will retry: {exc}"[:2000])
-            .execution_options(synchronize_session=False))
-        return "retry"
-    except PermanentDeliveryError as exc:
-        _finish(session, message, MessageState.FAILED, "failed",
-                error=f"rejected by the mail server: {exc}"[:2000])
-        suppress(session, message.shop_id, message.recipient, "bounce", utcnow())
-        return f"failed: {exc}"
+                    error=f"rejected by the mail server: {exc}"[:2000])
+            suppress(session, message.shop_id, message.recipient, "bounce", utcnow())
+            outcomes[message.id] = f"failed: {exc}"
+        else:
+            sent.append(message)
+            outcomes[message.id] = "sent"
+    if not sent:
+        return
     now = utcnow()
     connection = session.connection()
-    connection.execute(_SENT, {"m_id": message.id, "m_sent_at": now})
-    bump_one(session, message.enrollment.sequence_id, message.block_id, "sent")
-    if message.kind == EmailKind.REQUEST.value:
-        # Asked once, ever: kept on the order, so deleting the sequence does not forget it.
-        connection.execute(_REVIEW_REQUESTED, {"o_id": message.enrollment.order_id, "o_at": now})
-    return "sent"
+    connection.execute(_SENT, [{"m_id": m.id, "m_sent_at": now} for m in sent])
+    bump(session, Counter((m.enrollment.sequence_id, m.block_id, "sent") for m in sent))
+    # Asked once, ever: kept on the order, so deleting the sequence does not forget it.
+    requests = [{"o_id": m.enrollment.order_id, "o_at": now} for m in sent
+                if m.kind == EmailKind.REQUEST.value]
+    if requests:
+        connection.execute(_REVIEW_REQUESTED, requests)
 
 
 class RetryLater(TransientDeliveryError):
@@ -286,29 +307,29 @@ def send_messages(message_ids: list[int]) -> dict[int, str]:
         products = products_for_orders(session, {m.enrollment.order for m in claimed})
         # Leaving the executor waits for hand-offs still under way, even when the job fails;
         # their marks are committed, so the repair would record those outcomes as unknown.
-        in_flight: deque[_HandOff] = deque()
-        for message in claimed:
-            now = utcnow()
-            # Rendered while earlier messages are with the SMTP server.
-            rendered = _render(session, message, config, now,
-                               products[message.enrollment.order_id])
-            # Outcomes in order of hand-off; wait for the oldest only when all connections are busy.
-            while in_flight and (len(in_flight) >= depth or in_flight[0].future.done()):
-                done = in_flight.popleft()
-                outcomes[done.message.id] = _record_outcome(session, done, retries_left)
-            if rendered is not None and _mark(session, message, rendered, now):
+        in_flight: list[_HandOff] = []
+        for start in range(0, len(claimed), depth):
+            group, now = claimed[start:start + depth], utcnow()
+            # Rendered while the previous group is with the SMTP server.
+            rendered = [(m, _render(session, m, config, now, products[m.enrollment.order_id]))
+                        for m in group]
+            _record_outcomes(session, in_flight, retries_left, outcomes)
+            marked = _mark_group(session, [(m, r) for m, r in rendered if r is not None], now)
+            if marked:
                 # Committed: from here a crash leaves a record that the hand-off may have happened.
                 session.commit()
-                in_flight.append(_HandOff(message, smtp.submit(deliver, config, rendered)))
-                continue
-            reason = skip_reason_at_send(session, message) or (
-                "nothing_to_review" if rendered is None else None)
-            if reason and _still_ours(session, message):
-                outcomes[message.id] = _record_skip(session, message, reason, now)
-            else:
-                outcomes[message.id] = "left alone: repaired while this batch was busy"
-        for done in in_flight:
-            outcomes[done.message.id] = _record_outcome(session, done, retries_left)
+            in_flight = [_HandOff(m, smtp.submit(deliver, config, r)) for m, r in marked]
+            marked_ids = {m.id for m, _r in marked}
+            for message, email in rendered:
+                if message.id in marked_ids:
+                    continue
+                reason = skip_reason_at_send(session, message) or (
+                    "nothing_to_review" if email is None else None)
+                if reason and _still_ours(session, message):
+                    outcomes[message.id] = _record_skip(session, message, reason, now)
+                else:
+                    outcomes[message.id] = "left alone: repaired while this batch was busy"
+        _record_outcomes(session, in_flight, retries_left, outcomes)
     retry = [mid for mid, outcome in outcomes.items() if outcome == "retry"]
     if retry:
         # RQ schedules the retry (okapp.sequences.scheduler.send_retry).
