@@ -231,3 +231,48 @@ def test_a_drain_takes_a_batch_and_leaves_the_rest_to_another_job(session, runti
     assert runtime.queue("webhooks").count == 1  # the rest, behind whatever else waits
     assert drain(limit=10) == 3
     assert runtime.queue("webhooks").count == 1  # nothing more was signalled
+
+
+def test_a_burst_of_deliveries_costs_one_redis_signal_and_one_drain_applies_it(
+        client, simulator, session, runtime, monkeypatch):
+    from okapp.jobs import webhooks as intake
+
+    calls = []
+    real_set = runtime.redis.set
+    monkeypatch.setattr(runtime.redis, "set", lambda *a, **k: calls.append(a) or real_set(*a, **k))
+    for n in range(5):
+        body, headers = simulator.signed_webhook("acme", "fulfillments/create",
+                                                 {"id": 100 + n, "order_id": 200 + n})
+        assert _post(client, body, headers).status_code == 200
+    assert len(calls) == 1 and runtime.queue("webhooks").count == 1
+    run_jobs(runtime, "webhooks")
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(WebhookEvent).where(
+        WebhookEvent.processed_at.is_(None))) == 0
+    assert intake.SIGNAL_QUIET_SECONDS <= 1
+
+
+def test_a_drain_keeps_looking_while_signals_may_be_skipped(session, runtime):
+    """An event stored just after a drain found nothing, whose signal was skipped, is still
+    applied by that drain: it keeps looking for SIGNAL_QUIET_SECONDS after it started."""
+    import threading
+    import time
+
+    from okapp.jobs.webhooks import SIGNAL_QUIET_SECONDS, drain
+    from okapp.shopify.webhooks import store_event
+
+    def store_late():
+        time.sleep(SIGNAL_QUIET_SECONDS / 3)
+        with runtime.engine.begin() as conn:
+            store_event(conn, webhook_id="late-1", event_id="", shop_domain="acme.myshopify.com",
+                        topic="fulfillments/create", api_version="", triggered_at=None,
+                        payload='{"id": 1, "order_id": 2}', received_at=datetime.now(UTC))
+
+    late = threading.Thread(target=store_late)
+    started = time.monotonic()
+    late.start()
+    assert drain() == 1
+    late.join()
+    assert time.monotonic() - started >= SIGNAL_QUIET_SECONDS
+    session.expire_all()
+    assert session.scalar(select(WebhookEvent.processed_at)) is not None

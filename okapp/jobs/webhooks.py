@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import timedelta
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import select
 
@@ -29,11 +30,24 @@ DRAIN_FLAG_TTL = 300  # a lost drain job is replaced after this long at the late
 MAX_ATTEMPTS = 8
 
 
+# A process that has signalled skips signalling again for this long: under a burst of deliveries
+# that saves a Redis round trip per webhook. Safe because a drain keeps looking for new events
+# until at least this long after it started (see `drain`), and the drain a signal ensures starts
+# after that signal: every event a skipped signal stood for is seen by that drain.
+SIGNAL_QUIET_SECONDS = 0.25
+_signalled_at: WeakKeyDictionary[Runtime, float] = WeakKeyDictionary()
+
+
 def signal_drain(runtime: Runtime) -> None:
-    """New events are stored: make sure a drain job is on its way (one Redis call when it is)."""
+    """New events are stored: make sure a drain job is on its way (one Redis call when it is,
+    none when this process did that a moment ago)."""
+    now = time.monotonic()
+    if now - _signalled_at.get(runtime, -SIGNAL_QUIET_SECONDS) < SIGNAL_QUIET_SECONDS:
+        return
     if runtime.redis.set(DRAIN_FLAG, "1", nx=True, ex=DRAIN_FLAG_TTL):
         runtime.queue("webhooks").enqueue(drain, job_timeout=1800, result_ttl=0,
                                           failure_ttl=7 * 24 * 3600)
+    _signalled_at[runtime] = now  # only once Redis took it: a failed signal is not skipped
 
 
 # A drain job stops after this many events or seconds and hands the rest to a new job, so that
@@ -47,7 +61,8 @@ def drain(limit: int | None = DRAIN_BATCH) -> int:
     are waiting, a new drain is signalled, which queues behind the jobs already waiting. Returns
     how many were handled."""
     runtime = current()
-    deadline = time.monotonic() + DRAIN_SECONDS
+    started = time.monotonic()
+    deadline = started + DRAIN_SECONDS
     # Lowered before looking, so an event stored from now on raises it again: none is missed.
     runtime.redis.delete(DRAIN_FLAG)
     skip: set[int] = set()
@@ -55,7 +70,12 @@ def drain(limit: int | None = DRAIN_BATCH) -> int:
     while (limit is None or handled < limit) and time.monotonic() < deadline:
         event_id = _apply_next(runtime, skip)
         if event_id is None:
-            return handled
+            # Events whose signal was skipped (SIGNAL_QUIET_SECONDS) may still be arriving.
+            wait = started + SIGNAL_QUIET_SECONDS - time.monotonic()
+            if wait <= 0:
+                return handled
+            time.sleep(min(wait, 0.05))
+            continue
         handled += 1
     signal_drain(runtime)  # the batch is full: the rest in another job
     return handled

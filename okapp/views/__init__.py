@@ -77,4 +77,4 @@ def init_app(app: Flask) -> None:
     from okapp.views import shopify_auth, webhooks
 
     app.register_blueprint(shopify_auth.bp)
-    app.register_blueprint(webhooks.bp)
+    app.wsgi_app = webhooks.WebhookIntake(app.wsgi_app, app.extensions["okapp"])
