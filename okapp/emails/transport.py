@@ -155,10 +155,10 @@ def _send(settings: SmtpSettings, envelope_from: str, recipient: str, data: byte
     try:
         conn.send(envelope_from, recipient, data)
     except (smtplib.SMTPException, OSError) as exc:  # OSError covers timeouts
-        if not isinstance(exc, smtplib.SMTPRecipientsRefused):
+        if isinstance(exc, smtplib.SMTPRecipientsRefused):
+            _put_back(conn)  # only this recipient was refused; the session is fine
+        else:
             conn.close()  # the session's state is unknown; start clean next time
-            raise _classify(exc) from exc
-        _put_back(conn)
         raise _classify(exc) from exc
     _put_back(conn)
 

@@ -1,28 +1,25 @@
 """The send job: a batch of review emails, each sent at most once (DESIGN §4 Send, §10).
 
 One job sends up to `SEND_BATCH` messages (okapp.sequences.scheduler.enqueue_sends), so RQ's
-per-job cost and the claim are paid once per batch, and each message costs one commit:
+per-job cost and the claim are paid once per batch. It works through the batch in groups of
+`SMTP_CONNECTIONS` messages, each group costing one commit:
 
 1. Claim: `queued -> sending` for the whole batch in one conditional UPDATE ... RETURNING. Only
    one run wins each message; a duplicate job, an RQ retry, or a spare job from the scheduler's
    repair claims only what is still queued.
-2. Per message, re-check what may have changed since it was queued: sequence still running, shop
-   still installed (a shop needing re-authorisation pauses: the message goes back to `queued` and
-   the scheduler enqueues it again later), order not cancelled or refunded, address not
-   suppressed, something left to review. A failed check records `skipped` with the reason.
-3. Render, set `delivery_started_at` (only while the batch still holds the message), and commit:
-   that one commit also records the previous message's outcome, so the hand-off mark is on disk
-   before SMTP and every outcome is too.
-4. Hand to SMTP and record `sent`; on a transient error the message goes back to `queued` and,
+2. Render the group while the previous group is with the SMTP server.
+3. Record the previous group's outcomes, then set `delivery_started_at` on the group in one
+   statement that also re-checks what may have changed since each message was queued (`_BLOCKERS`:
+   batch still holds it, shop installed, sequence running, order not cancelled or refunded,
+   address not suppressed), and commit: the hand-off marks are on disk before SMTP.
+4. Hand each marked message to SMTP on its own connection. A message the mark left out gets its
+   reason recorded as `skipped` (a shop needing re-authorisation pauses it instead: back to
+   `queued`, enqueued again later). On a transient error a message goes back to `queued` and,
    once the batch is done, the job raises so RQ retries it with backoff (the retry claims only
    what is queued again, so the others are neither blocked nor sent twice; `failed` after the
    last retry); on a permanent 5xx, `failed` and the address is suppressed.
 
-The hand-off runs on a helper thread, so that while the SMTP server takes one message the job
-re-checks and renders the next; the next mark waits for the previous outcome, so there is never
-more than one message between its mark and its recorded outcome.
-
-A worker killed during a hand-off leaves that message `sending` with `delivery_started_at` set:
+A worker killed during a hand-off leaves its group `sending` with `delivery_started_at` set:
 the scheduler marks it failed with "outcome unknown" rather than send a second copy (at most
 once); the batch's messages not yet handed off are queued again
 (`okapp.sequences.scheduler.rescue_sending`).
