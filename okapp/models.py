@@ -424,8 +424,8 @@ class Message(Base):
 
 
 class BlockCounter(Base):
-    """Running totals per block (waiting, sent, skipped:<reason> ...), kept in the same
-    transactions as the transitions they count, so statistics pages never count big tables."""
+    """Running totals per block (waiting, sent, skipped:<reason> ...), so statistics pages never
+    count big tables. A total is this row plus its not yet folded `BlockCounterDelta` rows."""
 
     __tablename__ = "block_counters"
     __table_args__ = (UniqueConstraint("block_id", "name"),)
@@ -437,6 +437,24 @@ class BlockCounter(Base):
     block_id: Mapped[int] = mapped_column(ForeignKey("blocks.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(80))
     value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class BlockCounterDelta(Base):
+    """A change to a block counter, written in the same transaction as the transition it counts.
+
+    Inserted rather than added to the total: every recruit, advance and send of a sequence would
+    otherwise update the same few rows and wait for each other's commit. The scheduler folds them
+    into `BlockCounter` every loop (okapp.sequences.journal.fold_counters)."""
+
+    __tablename__ = "block_counter_deltas"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sequence_id: Mapped[int] = mapped_column(
+        ForeignKey("sequences.id", ondelete="CASCADE"), index=True
+    )
+    block_id: Mapped[int] = mapped_column(ForeignKey("blocks.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(80))
+    value: Mapped[int] = mapped_column(Integer)
 
 
 class Review(Base):
@@ -527,7 +545,7 @@ class WebhookEvent(Base):
 
 
 __all__ = [
-    "Base", "Block", "BlockCounter", "BlockKind", "EmailKind", "EmailTemplate", "Enrollment", "EnrollmentState",
+    "Base", "Block", "BlockCounter", "BlockCounterDelta", "BlockKind", "EmailKind", "EmailTemplate", "Enrollment", "EnrollmentState",
     "Fulfillment", "JourneyStep", "LineItem", "Message", "MessageState", "Order", "Product",
     "RecruitSkip", "Review", "ReviewMedia", "ReviewStatus", "Sequence", "SequenceStatus", "Shop",
     "SHOP_SETTING_DEFAULTS", "Suppression", "WebhookEvent",

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from rq import SimpleWorker
 from sqlalchemy import select
 
-from okapp.models import BlockCounter, BlockKind, JourneyStep, Message, Sequence
+from okapp.models import BlockKind, JourneyStep, Message, Sequence
+from okapp.sequences.journal import counter_totals
 from okapp.sequences.lifecycle import start_sequence
 from okapp.sequences.templates import create_sequence
 
@@ -66,8 +67,8 @@ def messages(session, **where):
 
 def counters(session, sequence) -> dict[tuple[int, str], int]:
     session.expire_all()
-    return {(c.block_id, c.name): c.value for c in session.scalars(
-        select(BlockCounter).where(BlockCounter.sequence_id == sequence.id)) if c.value}
+    return {(c.block_id, c.name): c.value for c in counter_totals(session, [sequence.id])
+            if c.value}
 
 
 def events(session, enrollment) -> list[str]:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+from sqlalchemy import func, select, text
+
 from okapp.emails.tracking import record_click, record_open
-from okapp.models import BlockKind, Review, ReviewMedia
+from okapp.models import BlockCounter, BlockCounterDelta, BlockKind, Review, ReviewMedia
+from okapp.sequences.journal import bump, bump_one, fold_counters
 from okapp.sequences.recruit import consider_order
 from okapp.sequences.scheduler import tick
 from okapp.sequences.stats import block_counts, sequence_counts
-from tests.engine_support import NOW, blocks_of, messages, running, work
+from tests.engine_support import NOW, blocks_of, counters, messages, running, work
 from tests.factories import make_order, make_product
 
 
@@ -51,3 +55,48 @@ def test_counts_follow_the_journeys(session, runtime, shop):
     totals = sequence_counts(session, shop.id)[sequence.id]
     assert (totals.recruited, totals.waiting, totals.sent, totals.requested) == (5, 4, 3, 3)
     assert totals.review_rate == 1 / 3
+
+
+def test_folding_the_counters_keeps_every_total(session, runtime, shop):
+    sequence = running(session, shop, "review_request")
+    recruit, wait = blocks_of(sequence, BlockKind.RECRUIT)[0], blocks_of(sequence, BlockKind.WAIT)[0]
+    bump(session, {(sequence.id, recruit.id, "recruited"): 3, (sequence.id, wait.id, "waiting"): 3})
+    session.commit()
+    bump(session, {(sequence.id, wait.id, "waiting"): -1, (sequence.id, recruit.id, "recruited"): 1})
+    bump_one(session, sequence.id, wait.id, "exited:order_cancelled")
+    session.commit()
+    expected = {(recruit.id, "recruited"): 4, (wait.id, "waiting"): 2,
+                (wait.id, "exited:order_cancelled"): 1}
+    assert counters(session, sequence) == expected
+
+    assert fold_counters(session, limit=2) == 2  # part now, the rest on the next loop
+    session.commit()
+    assert counters(session, sequence) == expected
+    assert fold_counters(session) == 3
+    session.commit()
+    assert counters(session, sequence) == expected
+    assert session.scalar(select(func.count()).select_from(BlockCounterDelta)) == 0
+    assert {(c.block_id, c.name): c.value for c in session.scalars(select(BlockCounter))} == expected
+    assert fold_counters(session) == 0
+
+
+@pytest.mark.postgres
+def test_two_transactions_count_on_one_block_without_waiting_for_each_other(runtime, shop,
+                                                                            session):
+    """Every recruit, advance and send of a sequence counts on the same few blocks: a bump must
+    not lock anything another open transaction's bump needs."""
+    sequence = running(session, shop, "review_request")
+    wait = blocks_of(sequence, BlockKind.WAIT)[0]
+    session.commit()
+    key = (sequence.id, wait.id, "waiting")
+    with runtime.sessions() as first, runtime.sessions() as second:
+        bump(first, {key: 1})
+        first.flush()
+        second.execute(text("SET LOCAL lock_timeout = '2s'"))
+        bump(second, {key: 1})  # raised LockNotAvailable when bumps updated the total in place
+        second.commit()
+        first.commit()
+    with runtime.sessions() as check:
+        fold_counters(check)
+        check.commit()
+        assert counters(check, sequence)[(wait.id, "waiting")] == 2

@@ -12,6 +12,7 @@ import threading
 
 from okapp.db import utcnow
 from okapp.runtime import Runtime
+from okapp.sequences.journal import fold_counters
 from okapp.sequences.scheduler import tick
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,11 @@ def run_forever(runtime: Runtime, interval: float, stop: threading.Event | None 
                 log.info("tick: %s", result)
         except Exception:  # one bad tick must not end the loop; the next one retries
             log.exception("scheduler tick failed")
+        try:
+            with runtime.session_scope() as session:
+                fold_counters(session)
+        except Exception:
+            log.exception("folding the block counters failed")
         try:
             # Webhooks stored but never applied (their job was lost with Redis, or the web
             # process could not enqueue it) go back on the queue.

@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from okapp.models import (
     Block,
-    BlockCounter,
     BlockKind,
     EmailKind,
     EmailTemplate,
@@ -31,7 +30,7 @@ from okapp.models import (
     ReviewMedia,
     Sequence,
 )
-from okapp.sequences.journal import bump
+from okapp.sequences.journal import bump, counter_totals
 
 
 @dataclass
@@ -87,11 +86,7 @@ def _request_blocks(session: Session, sequence_ids: list[int]) -> set[int]:
 
 def sequence_counts(session: Session, shop_id: int) -> dict[int, Counts]:
     """Counts of every sequence of the shop, by sequence id (absent: nothing counted yet)."""
-    rows = session.execute(
-        select(BlockCounter.sequence_id, BlockCounter.block_id, BlockCounter.name,
-               BlockCounter.value)
-        .join(Sequence, Sequence.id == BlockCounter.sequence_id)
-        .where(Sequence.shop_id == shop_id)).all()
+    rows = counter_totals(session, select(Sequence.id).where(Sequence.shop_id == shop_id))
     requests = _request_blocks(session, list({r.sequence_id for r in rows})) if rows else set()
     out: dict[int, Counts] = defaultdict(Counts)
     for r in rows:
@@ -103,10 +98,8 @@ def block_counts(session: Session, sequence: Sequence) -> dict[int, Counts]:
     """Counts of each block of the sequence, by block id (every block present)."""
     requests = _request_blocks(session, [sequence.id])
     out = {b.id: Counts() for b in sequence.blocks}
-    for block_id, name, value in session.execute(
-        select(BlockCounter.block_id, BlockCounter.name, BlockCounter.value)
-        .where(BlockCounter.sequence_id == sequence.id)):
-        out.setdefault(block_id, Counts()).add(name, value, block_id in requests)
+    for row in counter_totals(session, [sequence.id]):
+        out.setdefault(row.block_id, Counts()).add(row.name, row.value, row.block_id in requests)
     return out
 
 
