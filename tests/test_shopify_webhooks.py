@@ -276,3 +276,44 @@ def test_a_drain_keeps_looking_while_signals_may_be_skipped(session, runtime):
     assert time.monotonic() - started >= SIGNAL_QUIET_SECONDS
     session.expire_all()
     assert session.scalar(select(WebhookEvent.processed_at)) is not None
+
+
+def test_an_event_that_commits_behind_where_the_drain_has_got_to_is_applied_by_it(
+        session, runtime, monkeypatch):
+    """A drain goes on from the last event it took; an event received earlier but committed
+    later (another web process, a slow transaction) sorts behind that point. The drain, busy past
+    its quiet window, must still apply it rather than leave it to the stale sweep."""
+    import threading
+    import time
+
+    from okapp.jobs import webhooks as drains
+    from okapp.shopify.webhooks import store_event
+
+    received = datetime.now(UTC)
+
+    def store(webhook_id, at):
+        with runtime.engine.begin() as conn:
+            store_event(conn, webhook_id=webhook_id, event_id="", shop_domain="acme.myshopify.com",
+                        topic="fulfillments/create", api_version="", triggered_at=None,
+                        payload='{"id": 1, "order_id": 2}', received_at=at)
+
+    for n in range(4):
+        store(f"in-order-{n}", received + timedelta(milliseconds=n))
+    real_apply_next = drains._apply_next
+
+    def slow_apply_next(*args):  # slow between transactions, where SQLite lets a writer in too
+        time.sleep(drains.SIGNAL_QUIET_SECONDS / 2)
+        return real_apply_next(*args)
+
+    monkeypatch.setattr(drains, "_apply_next", slow_apply_next)
+    # Stored after the drain took the first event, while it works through the others.
+    late = threading.Thread(target=lambda: (time.sleep(drains.SIGNAL_QUIET_SECONDS * 0.6),
+                                            store("committed-late", received - timedelta(seconds=5))))
+    started = time.monotonic()
+    late.start()
+    assert drains.drain() == 5
+    late.join()
+    assert time.monotonic() - started > drains.SIGNAL_QUIET_SECONDS  # the quiet window was over
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(WebhookEvent).where(
+        WebhookEvent.processed_at.is_(None))) == 0

@@ -15,7 +15,7 @@ import time
 from datetime import timedelta
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 
 from okapp.db import utcnow
 from okapp.models import WebhookEvent
@@ -66,10 +66,17 @@ def drain(limit: int | None = DRAIN_BATCH) -> int:
     # Lowered before looking, so an event stored from now on raises it again: none is missed.
     runtime.redis.delete(DRAIN_FLAG)
     skip: set[int] = set()
+    # Where the last look stopped: the next one starts there. From the start of the queue, every
+    # look would step over the events applied a moment ago, which stay in the index until vacuum.
+    after: tuple | None = None
     handled = 0
     while (limit is None or handled < limit) and time.monotonic() < deadline:
-        event_id = _apply_next(runtime, skip)
-        if event_id is None:
+        taken = _apply_next(runtime, skip, after)
+        if taken is None and after is not None:
+            # Once more from the start: an event can commit after a later one was taken.
+            taken = _apply_next(runtime, skip, None)
+        after = taken
+        if taken is None:
             # Events whose signal was skipped (SIGNAL_QUIET_SECONDS) may still be arriving.
             wait = started + SIGNAL_QUIET_SECONDS - time.monotonic()
             if wait <= 0:
@@ -81,18 +88,23 @@ def drain(limit: int | None = DRAIN_BATCH) -> int:
     return handled
 
 
-def _apply_next(runtime: Runtime, skip: set[int]) -> int | None:
+def _apply_next(runtime: Runtime, skip: set[int], after: tuple | None) -> tuple | None:
+    """Apply the oldest waiting event after `after` (received_at, id); returns that key of the
+    event it took, or None when there was none."""
     now = utcnow()
     with runtime.session_scope() as session:
         query = (select(WebhookEvent)
                  .where(WebhookEvent.processed_at.is_(None),
                         WebhookEvent.attempts < MAX_ATTEMPTS)
                  .order_by(WebhookEvent.received_at, WebhookEvent.id).limit(1))
+        if after is not None:
+            query = query.where(tuple_(WebhookEvent.received_at, WebhookEvent.id) > after)
         if skip:
             query = query.where(WebhookEvent.id.not_in(skip))
         event = session.scalar(query.with_for_update(skip_locked=True))
         if event is None:
             return None
+        taken = (event.received_at, event.id)
         event.attempts += 1
         try:
             with session.begin_nested():
@@ -101,13 +113,13 @@ def _apply_next(runtime: Runtime, skip: set[int]) -> int | None:
             log.warning("webhook %s (%s) failed: %s", event.id, event.topic, exc)
             event.error = f"{type(exc).__name__}: {exc}"[:2000]
             skip.add(event.id)
-            return event.id
+            return taken
         event.processed_at = now
         event.error = ""
         if event.topic in COMPLIANCE_TOPICS:
             event.payload = REDACTED_PAYLOAD  # it names the customer; the work is done
         log.info("webhook %s (%s): %s", event.id, event.topic, outcome)
-        return event.id
+        return taken
 
 
 def requeue_stale(runtime: Runtime, now=None) -> int:
