@@ -52,8 +52,10 @@ def signal_drain(runtime: Runtime) -> None:
 
 # A drain job stops after this many events or seconds and hands the rest to a new job, so that
 # a backlog of webhooks (slow under Shopify's rate limit) never keeps every worker from the sends.
+# Workers take their queues in turn, job by job (okapp.jobs.worker): a drain about as long as a
+# send job shares a worker about evenly (the soak starved sends behind 10-second drains).
 DRAIN_BATCH = 200
-DRAIN_SECONDS = 10.0
+DRAIN_SECONDS = 1.0
 
 
 def drain(limit: int | None = DRAIN_BATCH) -> int:
