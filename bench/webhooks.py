@@ -1,7 +1,7 @@
 """Webhook intake bench: signed fulfillment webhooks against the app under gunicorn, on
 PostgreSQL + Redis, compared with a bare Flask endpoint under the same gunicorn settings.
 
-    python bench/webhooks.py [--seconds S] [--connections C] [--workers W] [--threads T]
+    python bench/webhooks.py [--seconds S] [--rounds R] [--connections C] [--workers W] [--threads T]
 
 A load process (not the server's) keeps C keep-alive connections busy for S seconds, each
 request a distinct `fulfillments/create` delivery signed as Shopify signs it; it records every
@@ -73,13 +73,13 @@ def stop(proc) -> None:
 
 # --- the load process ------------------------------------------------------------------------
 
-def requests(count: int) -> list[bytes]:
-    """`count` distinct signed deliveries, as raw HTTP/1.1 requests."""
+def requests(count: int, first: int) -> list[bytes]:
+    """`count` distinct signed deliveries, numbered from `first`, as raw HTTP/1.1 requests."""
     from okapp.shopify.simulator import Simulator
 
     sim = Simulator(CLIENT_ID, SECRET)
     out = []
-    for n in range(count):
+    for n in range(first, first + count):
         payload = {"id": 5_000_000 + n, "order_id": 6_000_000 + n, "status": "success",
                    "created_at": "2026-11-01T12:00:00Z", "updated_at": "2026-11-01T12:00:00Z",
                    "shipment_status": None, "tracking_company": "UPS",
@@ -131,9 +131,9 @@ async def _fire(port: int, payloads: list[bytes], seconds: float, connections: i
     return latencies, statuses, time.perf_counter() - started
 
 
-def fire(port: int, seconds: float, connections: int, count: int, queue) -> None:
+def fire(port: int, seconds: float, connections: int, count: int, first: int, queue) -> None:
     """Runs in its own process: warm up, then measure."""
-    payloads = requests(count)
+    payloads = requests(count, first)
     # Warm-up (pools, imports), on payloads of its own; its answers count for the lost check.
     _, warm, _ = asyncio.run(_fire(port, payloads[:WARM_UP], 1.0, connections))
     latencies, statuses, elapsed = asyncio.run(_fire(port, payloads[WARM_UP:], seconds,
@@ -141,28 +141,55 @@ def fire(port: int, seconds: float, connections: int, count: int, queue) -> None
     queue.put((latencies, statuses, elapsed, warm.get(200, 0)))
 
 
-def measure(port: int, seconds: float, connections: int, count: int):
-    queue = multiprocessing.get_context("spawn").Queue()
-    proc = multiprocessing.get_context("spawn").Process(
-        target=fire, args=(port, seconds, connections, count, queue))
-    proc.start()
-    latencies, statuses, elapsed, warm_ok = queue.get(timeout=seconds + 300)
-    proc.join()
-    latencies.sort()
-    rps = len(latencies) / elapsed
-    p50 = latencies[len(latencies) // 2] * 1000
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
-    return rps, p50, p99, statuses, warm_ok
+class Target:
+    """One server under test and what its turns measured."""
+
+    def __init__(self, name: str, port: int):
+        self.name, self.port = name, port
+        self.latencies: list[float] = []
+        self.elapsed = 0.0
+        self.statuses: dict[int, int] = {}
+        self.warm_ok = 0
+        self.sent = 0  # deliveries numbered so far: every turn sends new ones
+
+    def turn(self, seconds: float, connections: int, count: int) -> float:
+        """Load it for `seconds`; returns this turn's req/s."""
+        queue = multiprocessing.get_context("spawn").Queue()
+        proc = multiprocessing.get_context("spawn").Process(
+            target=fire, args=(self.port, seconds, connections, count, self.sent, queue))
+        proc.start()
+        latencies, statuses, elapsed, warm_ok = queue.get(timeout=seconds + 300)
+        proc.join()
+        self.sent += count
+        self.latencies += latencies
+        self.elapsed += elapsed
+        self.warm_ok += warm_ok
+        for status, n in statuses.items():
+            self.statuses[status] = self.statuses.get(status, 0) + n
+        return len(latencies) / elapsed
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies) / self.elapsed
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=10.0, help="per server, all rounds")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="each round is four turns: app, bare, bare, app")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
-    count = int(args.seconds * 4000) + 400
+    if args.seconds <= 0 or args.rounds < 1 or args.connections < 1:
+        parser.error("--seconds must be positive, --rounds and --connections at least 1")
+    turn_seconds = args.seconds / (2 * args.rounds)
+    count = int(turn_seconds * 4000) + WARM_UP + 100
 
     admin_url, db_url = make_database()
     redis_url, lock, lock_key = take_redis_db()
@@ -179,39 +206,42 @@ def main() -> None:
                    SECRET_KEY=config.secret_key, OKAPP_INSTANCE_PATH=str(config.instance_path),
                    OKAPP_ENV="development")
         settings = f"gunicorn gthread, {args.workers} workers x {args.threads} threads, " \
-                   f"{args.connections} keep-alive connections, {args.seconds:.0f}s"
+                   f"{args.connections} keep-alive connections, {args.seconds:.0f}s per server " \
+                   f"in {args.rounds} rounds"
         log(f"webhooks bench: {settings}; load average before: {os.getloadavg()[0]:.1f}")
 
-        port = free_port()
-        procs.append(start_gunicorn("app:app", port, env, args.workers, args.threads))
-        rps, p50, p99, statuses, warm_ok = measure(port, args.seconds, args.connections, count)
-        stop(procs.pop())
+        app, bare = Target("app", free_port()), Target("bare", free_port())
+        procs.append(start_gunicorn("app:app", app.port, env, args.workers, args.threads))
+        procs.append(start_gunicorn("bench.bare_app:app", bare.port, env, args.workers,
+                                    args.threads))
+        for n in range(args.rounds):
+            figures = [f"{t.name} {t.turn(turn_seconds, args.connections, count):7.1f}"
+                       for t in (app, bare, bare, app)]
+            log(f"round {n + 1}: req/s " + ", ".join(figures))
+        for proc in procs:
+            stop(proc)
+        procs.clear()
+
         with runtime.session_scope() as s:
             stored = s.scalar(select(func.count()).select_from(WebhookEvent))
-        ok = statuses.get(200, 0) + warm_ok
-        log(f"app:  {rps:8.1f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  statuses {statuses}")
+        ok = app.statuses.get(200, 0) + app.warm_ok
         drains = runtime.queue("webhooks").count
-        log(f"      {ok} accepted (incl. {warm_ok} in the warm-up), {stored} stored, "
+        for t in (app, bare):
+            log(f"{t.name + ':':5} {t.rps:8.1f} req/s  p50 {t.percentile(0.5):6.2f} ms  "
+                f"p99 {t.percentile(0.99):6.2f} ms  statuses {t.statuses}")
+        log(f"      {ok} accepted by the app (incl. {app.warm_ok} in warm-ups), {stored} stored, "
             f"{drains} drain job(s) queued for the worker")
 
-        port = free_port()
-        procs.append(start_gunicorn("bench.bare_app:app", port, env, args.workers, args.threads))
-        bare_rps, bare_p50, bare_p99, bare_statuses, _ = measure(port, args.seconds,
-                                                                 args.connections, count)
-        stop(procs.pop())
-        log(f"bare: {bare_rps:8.1f} req/s  p50 {bare_p50:6.2f} ms  p99 {bare_p99:6.2f} ms  "
-            f"statuses {bare_statuses}")
-
         lost = ok - stored
-        if set(statuses) != {200} or lost or drains != 1:
+        if set(app.statuses) != {200} or lost or drains != 1:
             log(f"LOST EVENTS: {lost} accepted but not stored; {drains} drain jobs (want 1); "
-                f"statuses {statuses}")
+                f"statuses {app.statuses}")
             raise SystemExit(1)
-        ratio = rps / bare_rps
+        ratio, p99 = app.rps / bare.rps, app.percentile(0.99)
         log(f"targets: ratio {ratio:.2f} >= 0.5 {'ok' if ratio >= 0.5 else 'MISSED'}, "
             f"p99 {p99:.1f} ms <= 25 {'ok' if p99 <= 25 else 'MISSED'}, lost 0 ok")
-        print(f"RESULT bench=webhooks rps={rps:.0f} p99_ms={p99:.1f} bare_rps={bare_rps:.0f} "
-              f"ratio={ratio:.2f}", flush=True)
+        print(f"RESULT bench=webhooks rps={app.rps:.0f} p99_ms={p99:.1f} "
+              f"bare_rps={bare.rps:.0f} ratio={ratio:.2f}", flush=True)
     finally:
         for proc in procs:
             stop(proc)
