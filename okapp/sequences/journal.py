@@ -34,20 +34,24 @@ def record_many(session: Session, steps: Iterable[dict]) -> None:
 CounterDeltas = Counter
 
 
+# Plain SQL that PostgreSQL and SQLite both speak; compiled once, unlike a built statement.
+_ADD_DELTA = text("INSERT INTO block_counter_deltas (sequence_id, block_id, name, value) "
+                  "VALUES (:sequence_id, :block_id, :name, :value)")
+
+
 def bump(session: Session, deltas: Mapping[tuple[int, int, str], int]) -> None:
     """Add deltas to block counters, as new `BlockCounterDelta` rows: an insert locks nothing
     that another transaction's bump needs, so busy sequences do not queue on their counters."""
     rows = [{"sequence_id": s, "block_id": b, "name": n, "value": v}
             for (s, b, n), v in deltas.items() if v]
     if rows:
-        session.execute(insert(BlockCounterDelta), rows)
+        session.execute(_ADD_DELTA, rows)
 
 
 def bump_one(session: Session, sequence_id: int, block_id: int, name: str, delta: int = 1) -> None:
     bump(session, {(sequence_id, block_id, name): delta})
 
 
-# Plain SQL that PostgreSQL and SQLite both speak; compiled once, unlike a built statement.
 _ADD_TO_TOTAL = text(
     "INSERT INTO block_counters (sequence_id, block_id, name, value) "
     "VALUES (:sequence_id, :block_id, :name, :value) "
