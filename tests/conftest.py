@@ -175,7 +175,7 @@ def config(database_url, redis_url, tmp_path) -> Config:
         media_root=instance / "media",
         outbox_path=instance / "outbox",
         shopify_api_key="test-client-id",
-        shopify_api_secret="test-client-secret",
+        shopify_api_secret="test-client-secret-0123456789abcdef",
         shopify_admin_base_url="http://127.0.0.1:1/{shop}",  # tests that need Shopify start the simulator
     )
 

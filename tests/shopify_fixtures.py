@@ -10,7 +10,7 @@ from okapp.shopify.simulator import Simulator
 
 @pytest.fixture(name="simulator")
 def simulator_fixture():
-    sim = Simulator("test-client-id", "test-client-secret").start()
+    sim = Simulator("test-client-id", "test-client-secret-0123456789abcdef").start()
     yield sim
     sim.stop()
 

@@ -29,7 +29,7 @@ from tests.shopify_fixtures import (  # noqa: F401 - fixtures
     simulator_fixture,
 )
 
-SECRET = "test-client-secret"
+SECRET = "test-client-secret-0123456789abcdef"
 RETRY = "X-Shopify-Retry-Invalid-Session-Request"
 
 
