@@ -36,7 +36,7 @@ from okapp.models import (
     Review,
     Suppression,
 )
-from okapp.reviews.tokens import read_token
+from okapp.reviews.tokens import ReviewLink, read_token
 from tests.factories import (
     NOW,
     make_enrollment,
@@ -275,6 +275,24 @@ def test_unsubscribe_link_is_for_one_shop_and_refuses_tampering(session, config,
     assert session.scalar(select(Suppression.id)) is None
     assert client.post(path[:-3] + "abc", data={"List-Unsubscribe": "One-Click"}).status_code == 404
     assert session.scalar(select(Suppression.id)) is None
+
+
+def test_links_in_emails_already_sent_keep_working(session, config, client, shop):
+    """Tokens are now made without itsdangerous's zlib attempt; the ones it made before (the
+    compressed form included, for a long address) must still unsubscribe and open the review."""
+    from itsdangerous import URLSafeSerializer, URLSafeTimedSerializer
+
+    address = "a.very.long.address." * 4 + "@example.com"
+    old = URLSafeSerializer(config.secret_key, salt="okapp-email-unsubscribe").dumps(
+        {"s": shop.id, "a": address, "m": None, "l": "en"})
+    assert old.startswith(".")  # the compressed form
+    assert client.post(f"/e/u/{old}", data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    assert session.scalar(select(Suppression.address)) == address
+    review = URLSafeTimedSerializer(config.secret_key, salt="okapp-review-link").dumps(
+        {"s": shop.id, "o": 42})
+    assert read_token(config.secret_key, review) == ReviewLink(shop_id=shop.id, order_id=42)
+    new = tracking.Links(config.app_url, config.secret_key, shop.id, address).unsubscribe()
+    assert not new.rsplit("/", 1)[1].startswith(".")  # made plain, read the same way
 
 
 def test_merchant_fields_are_text_never_code(session, config, smtp_sink, order_message):

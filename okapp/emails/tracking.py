@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from okapp.emails.suppression import normalize, suppress
 from okapp.models import Enrollment, Message, MessageState
 from okapp.sequences.journal import bump_one
+from okapp.signed import url_safe_serializer
 
 _SALTS = {
     "open": "okapp-email-open",
@@ -49,7 +50,7 @@ class NotArrived:
 
 
 def _serializer(secret: str, purpose: str) -> URLSafeSerializer:
-    return URLSafeSerializer(secret, salt=_SALTS[purpose])
+    return url_safe_serializer(secret, _SALTS[purpose])
 
 
 def _load(secret: str, purpose: str, token: str):

@@ -11,6 +11,8 @@ from urllib.parse import urlencode
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from okapp.signed import url_safe_serializer
+
 SALT = "okapp-review-link"
 MAX_AGE_SECONDS = 180 * 24 * 3600
 
@@ -30,7 +32,7 @@ class ReviewLink:
 
 
 def _serializer(secret: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret, salt=SALT)
+    return url_safe_serializer(secret, SALT, timed=True)
 
 
 def make_token(secret: str, shop_id: int, order_id: int) -> str:
