@@ -2,7 +2,7 @@
 re-checks, render MJML with tracked links, SMTP, record) into a local aiosmtpd sink, against
 5,000 pre-rendered messages of the same size sent by a bare smtplib loop to the same sink.
 
-    python bench/send.py [--messages N] [--worker simple|forking] [--keep]
+    python bench/send.py [--messages N] [--worker simple|forking] [--smtp-connections N] [--keep]
 
 Needs PostgreSQL (TEST_DATABASE_URL, default postgresql://postgres@127.0.0.1:5432/test: a new
 database is created next to it and dropped at the end) and Redis (TEST_REDIS_URL, default
@@ -216,7 +216,11 @@ def main() -> None:
     parser.add_argument("--worker", choices=("simple", "forking"), default="simple",
                         help="RQ SimpleWorker (runs jobs in the worker process) or Worker (forks per job)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--smtp-connections", type=int, default=Config.smtp_connections,
+                        help="the SMTP_CONNECTIONS setting (default: the app's default)")
     args = parser.parse_args()
+    if args.messages < 1 or args.smtp_connections < 1:
+        parser.error("--messages and --smtp-connections must be at least 1")
 
     admin_url, url = make_database()
     redis_url, lock, lock_key = take_redis_db()
@@ -229,7 +233,7 @@ def main() -> None:
         config = Config(env="test", database_url=url, redis_url=redis_url,
                         instance_path=instance, outbox_path=instance / "outbox",
                         secret_key="bench-" + "s" * 40, app_url="https://reviews.okapp.example",
-                        smtp_url=sink.url)
+                        smtp_url=sink.url, smtp_connections=args.smtp_connections)
         runtime = Runtime(config)
         set_current(runtime)
         runtime.redis.flushdb()

@@ -74,7 +74,7 @@ class Config:
     # Backoff between retries of a transiently refused email (4xx, timeouts).
     send_retry_intervals: tuple[int, ...] = (30, 120, 600, 1800, 3600)
     # Emails a send job has with the SMTP server at once, each on its own connection.
-    smtp_connections: int = 2
+    smtp_connections: int = 4
     # Proxies in front of the app whose X-Forwarded-* headers are trusted (0: none).
     trust_proxy_hops: int = 0
     extra: dict = field(default_factory=dict)
@@ -109,7 +109,7 @@ class Config:
             send_retry_intervals=_seconds_list_env("OKAPP_SEND_RETRY_INTERVALS",
                                                    (30, 120, 600, 1800, 3600)),
             trust_proxy_hops=_int_env("TRUST_PROXY_HOPS", 0),
-            smtp_connections=_int_env("SMTP_CONNECTIONS", 2, minimum=1),
+            smtp_connections=_int_env("SMTP_CONNECTIONS", 4, minimum=1),
         )
         if not config.database_url:
             config.database_url = f"sqlite:///{instance / 'okapp.db'}"

@@ -237,7 +237,9 @@ _SLOT_PATTERN = re.compile(_SLOT + r"(\d+)z")
 # Values the layout uses as they are (in CSS, in comparisons): part of the compiled layout's key.
 _LAYOUT_KEYS = frozenset({"kind", "locale", "brand_color", "button_text_color"})
 _COMPILED_LIMIT = 256
-_compiled: dict[str, str] = {}
+# Per shape: the compiled HTML split at its slots, literal text at even indexes and slot numbers
+# at odd ones, so filling it is one join rather than a regex pass over the whole page.
+_compiled: dict[str, list] = {}
 
 
 def _slotted(value: Any, key: str, slots: list[str]) -> Any:
@@ -264,12 +266,16 @@ def layout_html(kind: str, ctx: dict[str, Any]) -> str:
     slots: list[str] = []
     skeleton = _slotted(ctx, "", slots)
     key = f"{kind}|{skeleton!r}"
-    compiled = _compiled.get(key)
-    if compiled is None:
+    parts = _compiled.get(key)
+    if parts is None:
         if len(_compiled) >= _COMPILED_LIMIT:
             _compiled.clear()
-        compiled = _compiled[key] = compile_layout(kind, skeleton)
-    return _SLOT_PATTERN.sub(lambda m: escape(slots[int(m.group(1))]), compiled)
+        parts = _SLOT_PATTERN.split(compile_layout(kind, skeleton))
+        for i in range(1, len(parts), 2):
+            parts[i] = int(parts[i])
+        _compiled[key] = parts
+    return "".join([part if i % 2 == 0 else escape(slots[part])
+                    for i, part in enumerate(parts)])
 
 
 def render_content(content: Content, recipient: str, config: Config, now: datetime,

@@ -37,7 +37,7 @@ from okapp.sequences.store import load_context, load_travellers, pg_array, save_
 BATCH_SIZE = 2000
 LANES = 2  # threads per tick on PostgreSQL
 SEND_JOB = "okapp.jobs.sends.send_messages"
-SEND_BATCH = 25  # messages per send job
+SEND_BATCH = 100  # messages per send job: claim, loads and RQ's bookkeeping are paid once
 SEND_TIMEOUT = 600  # seconds; RQ kills a send job that runs longer
 SEND_RETRY = Retry(max=5, interval=[30, 120, 600, 1800, 3600])  # transient SMTP errors
 def send_retry(config) -> Retry:
