@@ -24,6 +24,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
@@ -287,8 +288,8 @@ def render_content(content: Content, recipient: str, config: Config, now: dateti
     reply_to = _one_line(content.shop.setting("reply_to") or content.shop.email)
     headers = {
         "Message-ID": message_id_header or make_msgid(domain=config.mail_from.rpartition("@")[2]),
-        "Date": format_datetime(now),
-        "From": str(Address(display_name=sender_name, addr_spec=config.mail_from)),
+        "Date": _date_header(now),
+        "From": _from_header(sender_name, config.mail_from),
         "To": recipient,
         "Subject": ctx["subject"],
         "List-Unsubscribe": f"<{ctx['unsubscribe_url']}>",
@@ -298,6 +299,17 @@ def render_content(content: Content, recipient: str, config: Config, now: dateti
         headers["Reply-To"] = reply_to
     return RenderedEmail(recipient=recipient, subject=ctx["subject"], html=html, text=text,
                          envelope_from=config.mail_from, headers=headers)
+
+
+# The same few values for a whole batch; the email package's parser and formatter are slow.
+@lru_cache(maxsize=1024)
+def _from_header(display_name: str, address: str) -> str:
+    return str(Address(display_name=display_name, addr_spec=address))
+
+
+@lru_cache(maxsize=16)
+def _date_header(now: datetime) -> str:
+    return format_datetime(now)
 
 
 def _template_for(session: Session, shop_id: int, template_id: int | None) -> EmailTemplate | None:
