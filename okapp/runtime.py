@@ -7,6 +7,7 @@ with `Runtime.from_env()`. Nothing here imports Flask.
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import redis
 from rq import Queue
@@ -15,6 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from okapp import crypto, queues
 from okapp.config import Config
 from okapp.db import make_engine, make_session_factory, session_scope
+
+if TYPE_CHECKING:
+    from okapp.shopify.intake import DeliveryStore
 
 
 class Runtime:
@@ -33,6 +37,13 @@ class Runtime:
     def redis(self) -> redis.Redis:
         return queues.connect(self.config.redis_url, self.config.instance_path)
 
+    @cached_property
+    def deliveries(self) -> DeliveryStore:
+        """Webhook intake's own connections (okapp.shopify.intake)."""
+        from okapp.shopify.intake import DeliveryStore  # okapp.shopify imports this module
+
+        return DeliveryStore(self.config.database_url)
+
     def queue(self, name: str = "default") -> Queue:
         return queues.queue(self.redis, name)
 
@@ -40,6 +51,8 @@ class Runtime:
         return session_scope(self.sessions, hold_connection)
 
     def dispose(self) -> None:
+        if "deliveries" in self.__dict__:
+            self.deliveries.close()
         self.engine.dispose()
 
 

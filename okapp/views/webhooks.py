@@ -9,54 +9,25 @@ Deliveries are answered by `WebhookIntake`, a WSGI layer in front of Flask: a we
 session, template, CSRF or security headers, and skipping Flask's request machinery more than
 halves the time of each delivery, which a burst of fulfillments makes count (bench/webhooks.py).
 
-The INSERT runs in autocommit on a pool without pre-ping (one round trip instead of three): a
-dead connection makes this request fail with 500, and Shopify delivers it again. On PostgreSQL
-that pool also commits asynchronously (`synchronous_commit = off`): the commit does not wait for
-the WAL flush, so only a crash of the database server itself (not of the app) could forget the
-last fraction of a second of fulfillment and order events, and those are re-read from Shopify by
-the periodic reconciliation anyway. Events nothing would re-read (the compliance topics and
-`app/uninstalled`) are committed durably on the main pool.
+Storing is `runtime.deliveries` (okapp.shopify.intake): one INSERT shared by the deliveries that
+arrive together, on connections kept for it.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping
 from http import HTTPStatus
 
 from redis.exceptions import RedisError
-from sqlalchemy.engine import Engine
 
-from okapp.db import make_engine, utcnow
+from okapp.db import utcnow
 from okapp.jobs.webhooks import signal_drain
 from okapp.runtime import Runtime
 from okapp.shopify import api
 from okapp.shopify.tokens import parse_iso
-from okapp.shopify.webhooks import COMPLIANCE_TOPICS, store_event
 
 log = logging.getLogger(__name__)
-
-# Deliveries that must survive even a database crash: nothing else would bring them back.
-DURABLE_TOPICS = frozenset(COMPLIANCE_TOPICS) | {"app/uninstalled"}
-
-_engines: dict[str, Engine] = {}
-_engines_lock = threading.Lock()
-
-
-def _intake_engine(runtime: Runtime, topic: str) -> Engine:
-    if topic in DURABLE_TOPICS:
-        return runtime.engine
-    url = runtime.config.database_url
-    with _engines_lock:
-        if url not in _engines:
-            options = {}
-            if url.startswith("postgresql"):
-                options["connect_args"] = {"options": "-c synchronous_commit=off"}
-            _engines[url] = make_engine(url, pool_pre_ping=False, isolation_level="AUTOCOMMIT",
-                                        **options)
-        return _engines[url]
-
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # far above any order payload Shopify sends
 
@@ -83,13 +54,12 @@ def receive(runtime: Runtime, headers: Mapping[str, str], path: str,
         triggered_at = parse_iso(headers.get("X-Shopify-Triggered-At"))
     except ValueError:
         triggered_at = None
-    with _intake_engine(runtime, topic).begin() as conn:
-        stored = store_event(
-            conn, webhook_id=webhook_id[:128], event_id=headers.get("X-Shopify-Event-Id", "")[:128],
-            shop_domain=shop_domain, topic=topic[:64],
-            api_version=headers.get("X-Shopify-API-Version", "")[:16], triggered_at=triggered_at,
-            payload=body, received_at=utcnow(),
-        )
+    stored = runtime.deliveries.store(dict(
+        webhook_id=webhook_id[:128], event_id=headers.get("X-Shopify-Event-Id", "")[:128],
+        shop_domain=shop_domain, topic=topic[:64],
+        api_version=headers.get("X-Shopify-API-Version", "")[:16], triggered_at=triggered_at,
+        payload=body, received_at=utcnow(),
+    ))
     if stored is not None:
         try:
             signal_drain(runtime)
