@@ -3,9 +3,10 @@ PostgreSQL + Redis, compared with a bare Flask endpoint under the same gunicorn 
 
     python bench/webhooks.py [--seconds S] [--rounds R] [--connections C] [--workers W] [--threads T]
 
-A load process (not the server's) keeps C keep-alive connections busy for S seconds, each
-request a distinct `fulfillments/create` delivery signed as Shopify signs it; it records every
-latency. The same run then measures the bare endpoint. Every 200 must be a stored event with a
+A load process (not the server's) keeps C keep-alive connections busy, each request a distinct
+`fulfillments/create` delivery signed as Shopify signs it, and records every latency. The two
+servers run side by side and take turns (app, bare, bare, app per round), each turn on new
+connections spread evenly over gunicorn's workers (`open_evenly`). Every 200 must be a stored event with a
 drain job queued for the worker: the bench fails on any lost one. Last line:
 
     RESULT bench=webhooks rps=… p99_ms=… bare_rps=… ratio=…
@@ -56,9 +57,11 @@ def start_gunicorn(target: str, port: int, env: dict, workers: int, threads: int
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc
+                if len(worker_pids(proc.pid)) == workers:
+                    return proc
         except OSError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
     proc.kill()
     raise SystemExit(f"gunicorn {target} did not start")
 
@@ -94,58 +97,143 @@ def requests(count: int, first: int) -> list[bytes]:
     return out
 
 
-async def _connection(port: int, payloads: list[bytes], cursor: list[int], deadline: float,
-                      latencies: list[float], statuses: dict) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+def worker_pids(master: int) -> list[int]:
+    """gunicorn's workers: the processes whose parent is its master."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == master:
+                pids.append(int(entry))
+    return sorted(pids)
+
+
+def owners(server_port: int, client_ports: list[int], pids: list[int]) -> list[int | None]:
+    """Which worker holds the server's end of each client connection (read from /proc)."""
+    inode_of = {}  # client port -> inode of the server-side socket
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port, remote_port = (int(a.split(":")[1], 16) for a in fields[1:3])
+        if local_port == server_port:
+            inode_of[remote_port] = fields[9]
+    pid_of = {}
+    for pid in pids:
+        fd_dir = Path(f"/proc/{pid}/fd")
+        for fd in os.listdir(fd_dir):
+            try:
+                target = os.readlink(fd_dir / fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                pid_of[target[8:-1]] = pid
+    return [pid_of.get(inode_of.get(port, "")) for port in client_ports]
+
+
+class Connection:
+    """One keep-alive connection of the load process."""
+
+    def __init__(self, reader, writer):
+        self.reader, self.writer = reader, writer
+        self.port = writer.get_extra_info("sockname")[1]
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def request(self, payload: bytes) -> int:
+        self.writer.write(payload)
+        status_line = await self.reader.readline()
+        length = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        if length:
+            await self.reader.readexactly(length)
+        return int(status_line.split()[1]) if status_line else 0
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def open_evenly(port: int, count: int, pids: list[int], payloads: list[bytes],
+                      statuses: dict) -> list[Connection]:
+    """`count` connections spread evenly over the workers, each having made one request.
+
+    Each worker of gthread accepts whatever connections it is woken for, so a burst of new
+    connections often lands 7 to 1 on two workers, and a turn then runs at about half speed
+    whichever server is measured. In production many connections from Shopify even that out;
+    here the bench evens it out itself, the same way for both servers, by reopening connections
+    that landed on a worker that already has its share. Requests made on the way count as
+    warm-up."""
+    share = -(-count // len(pids))  # no worker holds more than its share, rounded up
+    connections: list[Connection] = []
+    while len(connections) < count:
+        if not payloads:
+            raise SystemExit(f"could not spread {count} connections over {len(pids)} workers")
+        connection = await Connection.open(port)
+        status = await connection.request(payloads.pop())  # the worker has accepted it now
+        statuses[status] = statuses.get(status, 0) + 1
+        held = owners(port, [c.port for c in connections + [connection]], pids)
+        if held[-1] is not None and held.count(held[-1]) <= share:
+            connections.append(connection)
+        else:
+            connection.close()
+    return connections
+
+
+async def _load(connection: Connection, payloads: list[bytes], deadline: float,
+                latencies: list[float], statuses: dict) -> None:
+    while time.perf_counter() < deadline and payloads:
+        payload = payloads.pop()
+        started = time.perf_counter()
+        status = await connection.request(payload)
+        latencies.append(time.perf_counter() - started)
+        statuses[status] = statuses.get(status, 0) + 1
+
+
+async def _fire(port: int, pids: list[int], payloads: list[bytes], seconds: float,
+                connections: int):
+    warm: dict[int, int] = {}
+    measured = payloads[WARM_UP:]
+    warm_up = payloads[:WARM_UP]
+    pool = await open_evenly(port, connections, pids, warm_up, warm)
     try:
-        while time.perf_counter() < deadline and cursor[0] < len(payloads):
-            payload = payloads[cursor[0]]
-            cursor[0] += 1
-            started = time.perf_counter()
-            writer.write(payload)
-            status_line = await reader.readline()
-            length = 0
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                name, _, value = line.decode().partition(":")
-                if name.lower() == "content-length":
-                    length = int(value)
-            if length:
-                await reader.readexactly(length)
-            latencies.append(time.perf_counter() - started)
-            status = int(status_line.split()[1]) if status_line else 0
-            statuses[status] = statuses.get(status, 0) + 1
+        # Warm-up (pools, imports, prepared statements) on the rest of its own payloads.
+        await asyncio.gather(*(_load(c, warm_up, time.perf_counter() + 1.0, [], warm)
+                               for c in pool))
+        latencies: list[float] = []
+        statuses: dict[int, int] = {}
+        measured.reverse()  # taken from the end: in numbering order
+        started = time.perf_counter()
+        await asyncio.gather(*(_load(c, measured, started + seconds, latencies, statuses)
+                               for c in pool))
+        return latencies, statuses, time.perf_counter() - started, warm
     finally:
-        writer.close()
+        for c in pool:
+            c.close()
 
 
-async def _fire(port: int, payloads: list[bytes], seconds: float, connections: int):
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    cursor = [0]
-    started = time.perf_counter()
-    await asyncio.gather(*(_connection(port, payloads, cursor, started + seconds, latencies,
-                                       statuses) for _ in range(connections)))
-    return latencies, statuses, time.perf_counter() - started
-
-
-def fire(port: int, seconds: float, connections: int, count: int, first: int, queue) -> None:
-    """Runs in its own process: warm up, then measure."""
+def fire(port: int, master: int, seconds: float, connections: int, count: int, first: int,
+         queue) -> None:
+    """Runs in its own process: open connections evenly, warm up, then measure."""
     payloads = requests(count, first)
-    # Warm-up (pools, imports), on payloads of its own; its answers count for the lost check.
-    _, warm, _ = asyncio.run(_fire(port, payloads[:WARM_UP], 1.0, connections))
-    latencies, statuses, elapsed = asyncio.run(_fire(port, payloads[WARM_UP:], seconds,
-                                                     connections))
+    latencies, statuses, elapsed, warm = asyncio.run(
+        _fire(port, worker_pids(master), payloads, seconds, connections))
     queue.put((latencies, statuses, elapsed, warm.get(200, 0)))
 
 
 class Target:
     """One server under test and what its turns measured."""
 
-    def __init__(self, name: str, port: int):
-        self.name, self.port = name, port
+    def __init__(self, name: str, port: int, master: int):
+        self.name, self.port, self.master = name, port, master
         self.latencies: list[float] = []
         self.elapsed = 0.0
         self.statuses: dict[int, int] = {}
@@ -156,7 +244,7 @@ class Target:
         """Load it for `seconds`; returns this turn's req/s."""
         queue = multiprocessing.get_context("spawn").Queue()
         proc = multiprocessing.get_context("spawn").Process(
-            target=fire, args=(self.port, seconds, connections, count, self.sent, queue))
+            target=fire, args=(self.port, self.master, seconds, connections, count, self.sent, queue))
         proc.start()
         latencies, statuses, elapsed, warm_ok = queue.get(timeout=seconds + 300)
         proc.join()
@@ -210,10 +298,12 @@ def main() -> None:
                    f"in {args.rounds} rounds"
         log(f"webhooks bench: {settings}; load average before: {os.getloadavg()[0]:.1f}")
 
-        app, bare = Target("app", free_port()), Target("bare", free_port())
-        procs.append(start_gunicorn("app:app", app.port, env, args.workers, args.threads))
-        procs.append(start_gunicorn("bench.bare_app:app", bare.port, env, args.workers,
-                                    args.threads))
+        targets = []
+        for name, wsgi in (("app", "app:app"), ("bare", "bench.bare_app:app")):
+            port = free_port()
+            procs.append(start_gunicorn(wsgi, port, env, args.workers, args.threads))
+            targets.append(Target(name, port, procs[-1].pid))
+        app, bare = targets
         for n in range(args.rounds):
             figures = [f"{t.name} {t.turn(turn_seconds, args.connections, count):7.1f}"
                        for t in (app, bare, bare, app)]
