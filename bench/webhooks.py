@@ -204,6 +204,8 @@ async def _fire(port: int, pids: list[int], payloads: list[bytes], seconds: floa
     measured = payloads[WARM_UP:]
     warm_up = payloads[:WARM_UP]
     pool = await open_evenly(port, connections, pids, warm_up, warm)
+    held = owners(port, [c.port for c in pool], pids)
+    split = "+".join(str(held.count(pid)) for pid in pids)
     try:
         # Warm-up (pools, imports, prepared statements) on the rest of its own payloads.
         await asyncio.gather(*(_load(c, warm_up, time.perf_counter() + 1.0, [], warm)
@@ -214,7 +216,7 @@ async def _fire(port: int, pids: list[int], payloads: list[bytes], seconds: floa
         started = time.perf_counter()
         await asyncio.gather(*(_load(c, measured, started + seconds, latencies, statuses)
                                for c in pool))
-        return latencies, statuses, time.perf_counter() - started, warm
+        return latencies, statuses, time.perf_counter() - started, warm, split
     finally:
         for c in pool:
             c.close()
@@ -224,9 +226,9 @@ def fire(port: int, master: int, seconds: float, connections: int, count: int, f
          queue) -> None:
     """Runs in its own process: open connections evenly, warm up, then measure."""
     payloads = requests(count, first)
-    latencies, statuses, elapsed, warm = asyncio.run(
+    latencies, statuses, elapsed, warm, split = asyncio.run(
         _fire(port, worker_pids(master), payloads, seconds, connections))
-    queue.put((latencies, statuses, elapsed, warm.get(200, 0)))
+    queue.put((latencies, statuses, elapsed, warm.get(200, 0), split))
 
 
 class Target:
@@ -240,13 +242,13 @@ class Target:
         self.warm_ok = 0
         self.sent = 0  # deliveries numbered so far: every turn sends new ones
 
-    def turn(self, seconds: float, connections: int, count: int) -> float:
-        """Load it for `seconds`; returns this turn's req/s."""
+    def turn(self, seconds: float, connections: int, count: int) -> str:
+        """Load it for `seconds`; returns this turn's req/s and its connections per worker."""
         queue = multiprocessing.get_context("spawn").Queue()
         proc = multiprocessing.get_context("spawn").Process(
             target=fire, args=(self.port, self.master, seconds, connections, count, self.sent, queue))
         proc.start()
-        latencies, statuses, elapsed, warm_ok = queue.get(timeout=seconds + 300)
+        latencies, statuses, elapsed, warm_ok, split = queue.get(timeout=seconds + 300)
         proc.join()
         self.sent += count
         self.latencies += latencies
@@ -254,7 +256,7 @@ class Target:
         self.warm_ok += warm_ok
         for status, n in statuses.items():
             self.statuses[status] = self.statuses.get(status, 0) + n
-        return len(latencies) / elapsed
+        return f"{len(latencies) / elapsed:7.1f} ({split})"
 
     @property
     def rps(self) -> float:
@@ -305,7 +307,7 @@ def main() -> None:
             targets.append(Target(name, port, procs[-1].pid))
         app, bare = targets
         for n in range(args.rounds):
-            figures = [f"{t.name} {t.turn(turn_seconds, args.connections, count):7.1f}"
+            figures = [f"{t.name} {t.turn(turn_seconds, args.connections, count)}"
                        for t in (app, bare, bare, app)]
             log(f"round {n + 1}: req/s " + ", ".join(figures))
         for proc in procs:
