@@ -7,11 +7,14 @@
         ...
         [msg] = smtp_sink.messages()   # email.message.EmailMessage objects
 
-`smtp_sink.refuse[address] = "550 5.1.1 no such user"` makes the server refuse a recipient.
+`smtp_sink.refuse[address] = "550 5.1.1 no such user"` makes the server refuse a recipient;
+`smtp_sink.slow["RCPT"] = 2` answers each RCPT 2 s late, `smtp_sink.slow["DATA"] = 2` keeps each
+message and then answers 2 s late (a server whose answer is lost after it took the message).
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from email import message_from_bytes, policy
@@ -28,8 +31,10 @@ class _Handler:
         self.received: list[tuple[str, list[str], bytes]] = []
         self.count = 0
         self.refuse: dict[str, str] = {}
+        self.slow: dict[str, float] = {}
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        await asyncio.sleep(self.slow.get("RCPT", 0))
         reply = self.refuse.get(address.lower())
         if reply:
             return reply
@@ -42,6 +47,7 @@ class _Handler:
             if self.keep:
                 self.received.append((envelope.mail_from, list(envelope.rcpt_tos),
                                       bytes(envelope.original_content or envelope.content)))
+        await asyncio.sleep(self.slow.get("DATA", 0))
         return "250 Message accepted for delivery"
 
 
@@ -68,6 +74,10 @@ class SmtpSink:
     @property
     def refuse(self) -> dict[str, str]:
         return self.handler.refuse
+
+    @property
+    def slow(self) -> dict[str, float]:
+        return self.handler.slow
 
     @property
     def count(self) -> int:

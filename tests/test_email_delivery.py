@@ -19,6 +19,7 @@ from sqlalchemy import select
 from okapp.emails import tracking, transport
 from okapp.emails.render import MAX_HTML_BYTES, NothingToReview, render_message
 from okapp.emails.transport import (
+    DeliveryOutcomeUnknown,
     PermanentDeliveryError,
     TransientDeliveryError,
     close_connections,
@@ -357,6 +358,24 @@ def test_delivery_errors_are_transient_or_permanent(session, config, smtp_sink, 
     smtp_sink.stop()
     with pytest.raises(TransientDeliveryError):  # connection refused
         deliver(config, rendered)
+
+
+def test_an_answer_lost_after_the_whole_message_went_out_is_never_resent(
+        session, config, smtp_sink, order_message):
+    """A timeout before the data is a plain retry; one after it may follow an accepted message
+    (test_engine_tick: the send job then records it failed, outcome unknown)."""
+    message, order, _products = order_message
+    rendered = render_message(session, message, config, NOW)
+    config.smtp_url = smtp_sink.url.replace("timeout=5", "timeout=0.5")
+    smtp_sink.slow["RCPT"] = 1.5
+    with pytest.raises(TransientDeliveryError) as before_data:
+        deliver(config, rendered)
+    assert not isinstance(before_data.value, DeliveryOutcomeUnknown) and smtp_sink.count == 0
+    smtp_sink.slow.clear()
+    smtp_sink.slow["DATA"] = 1.5
+    with pytest.raises(DeliveryOutcomeUnknown, match="answer never came"):
+        deliver(config, rendered)
+    assert smtp_sink.count == 1  # the server had it
 
 
 def test_outbox_and_dkim(session, config, tmp_path, order_message):

@@ -335,6 +335,24 @@ def test_transient_error_on_the_last_retry_fails(session, runtime, shop, config,
     assert message.state == MessageState.FAILED.value and "gave up after 1" in message.error
 
 
+def test_an_answer_lost_after_the_whole_message_fails_it_without_a_retry(
+        session, runtime, shop, config, smtp_sink):
+    """The server took the message, then its answer was lost: sending again could deliver a
+    second copy, so the message is failed, outcome unknown, and the job is not retried."""
+    config.smtp_url = smtp_sink.url.replace("timeout=5", "timeout=0.5")
+    smtp_sink.slow["DATA"] = 1.5
+    sequence, order, enrollment, message = _queued(session, runtime, shop)
+    job = Job.fetch(job_id([message.id]), connection=runtime.redis)
+    assert job.retries_left  # a transient error would be retried
+    work(runtime)
+    [message] = messages(session)
+    assert message.state == MessageState.FAILED.value
+    assert message.error.startswith("outcome unknown") and "two copies" in message.error
+    # Finished, its result discarded: a job scheduled for a retry would still be stored.
+    assert not Job.exists(job.id, connection=runtime.redis)
+    assert smtp_sink.count == 1
+
+
 def test_a_duplicate_job_sends_nothing_more(session, runtime, shop, config):
     sequence, order, enrollment, message = _queued(session, runtime, shop)
     assert send_messages([message.id]) == {message.id: "sent"}

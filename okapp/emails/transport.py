@@ -7,9 +7,12 @@
   smtps://user:pass@host:465           TLS from the first byte
   ...&timeout=20                       socket timeout in seconds (default 30)
 
-Failures are sorted into the two kinds a send job must tell apart: `TransientDeliveryError` (4xx,
-connection refused or dropped, timeouts: retry later) and `PermanentDeliveryError` (5xx for the
-recipient: do not retry). A worker keeps one SMTP connection open between messages, since
+Failures are sorted into the kinds a send job must tell apart: `TransientDeliveryError` (4xx,
+connection refused or dropped, timeouts, all before the server could have taken the message:
+retry later), `PermanentDeliveryError` (5xx for the recipient: do not retry) and
+`DeliveryOutcomeUnknown` (the whole message went out but the server's answer never came back: it
+may have been accepted, so it is not sent again; RFC 1047 describes the duplicates that
+resending causes). A worker keeps one SMTP connection open between messages, since
 connecting and the TLS handshake cost more than the message itself.
 """
 
@@ -38,7 +41,7 @@ IDLE_CHECK_SECONDS = 10
 
 
 class DeliveryError(Exception):
-    """Base class: the email did not go out."""
+    """Base class: the email did not go out, or may not have."""
 
 
 class TransientDeliveryError(DeliveryError):
@@ -47,6 +50,11 @@ class TransientDeliveryError(DeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     """Do not try again: the server refused this message or recipient for good."""
+
+
+class DeliveryOutcomeUnknown(DeliveryError):
+    """The server received the whole message, then its answer was lost (timeout, dropped
+    connection): it may have been accepted. Sending it again could deliver it twice."""
 
 
 class TransportConfigError(ValueError):
@@ -87,6 +95,31 @@ class SmtpSettings:
         )
 
 
+class _KnowsWhenDataWentOut:
+    """An SMTP session that notes when a message's data, final dot included, has been written:
+    from then on a failure leaves the message's fate unknown."""
+
+    data_sent = False
+
+    def data(self, msg):
+        self.data_sent = False
+        return super().data(msg)
+
+    def send(self, s):
+        super().send(s)
+        # Commands are str; only the message data is bytes ending in the final dot.
+        if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
+            self.data_sent = True
+
+
+class _SMTP(_KnowsWhenDataWentOut, smtplib.SMTP):
+    pass
+
+
+class _SMTP_SSL(_KnowsWhenDataWentOut, smtplib.SMTP_SSL):
+    pass
+
+
 class SmtpConnection:
     """One open SMTP session, reopened when the server has dropped it."""
 
@@ -99,9 +132,9 @@ class SmtpConnection:
         s = self.settings
         context = ssl.create_default_context()
         if s.implicit_tls:
-            smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=context)
+            smtp = _SMTP_SSL(s.host, s.port, timeout=s.timeout, context=context)
         else:
-            smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            smtp = _SMTP(s.host, s.port, timeout=s.timeout)
         try:
             smtp.ehlo()
             if s.starttls != "off" and (s.starttls == "require" or smtp.has_extn("starttls")):
@@ -127,7 +160,17 @@ class SmtpConnection:
                 self.close()
         if self._smtp is None:
             self._smtp = self._open()
-        self._smtp.sendmail(envelope_from, [recipient], data)
+        self._smtp.data_sent = False
+        try:
+            self._smtp.sendmail(envelope_from, [recipient], data)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            # No answer at all (an answer, even 4xx, raises SMTPResponseException): after the
+            # data went out, the server may have accepted the message.
+            if self._smtp.data_sent:
+                raise DeliveryOutcomeUnknown(
+                    f"the mail server received the whole message but its answer never came "
+                    f"({type(exc).__name__}: {exc})") from exc
+            raise
         self._last_used = time.monotonic()
 
     def close(self) -> None:
@@ -154,6 +197,9 @@ def _send(settings: SmtpSettings, envelope_from: str, recipient: str, data: byte
     conn = conn or SmtpConnection(settings)
     try:
         conn.send(envelope_from, recipient, data)
+    except DeliveryOutcomeUnknown:
+        conn.close()
+        raise
     except (smtplib.SMTPException, OSError) as exc:  # OSError covers timeouts
         if isinstance(exc, smtplib.SMTPRecipientsRefused):
             _put_back(conn)  # only this recipient was refused; the session is fine
@@ -234,7 +280,8 @@ def write_outbox(outbox: Path, rendered: RenderedEmail, data: bytes) -> Path:
 
 
 def deliver(config: Config, rendered: RenderedEmail) -> None:
-    """Send one email, or raise TransientDeliveryError / PermanentDeliveryError."""
+    """Send one email, or raise TransientDeliveryError / PermanentDeliveryError /
+    DeliveryOutcomeUnknown."""
     data = dkim_sign(config, rendered.as_bytes())
     if not config.smtp_url:
         write_outbox(config.outbox_path, rendered, data)

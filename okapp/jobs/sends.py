@@ -17,7 +17,9 @@ per-job cost and the claim are paid once per batch. It works through the batch i
    `queued`, enqueued again later). On a transient error a message goes back to `queued` and,
    once the batch is done, the job raises so RQ retries it with backoff (the retry claims only
    what is queued again, so the others are neither blocked nor sent twice; `failed` after the
-   last retry); on a permanent 5xx, `failed` and the address is suppressed.
+   last retry); on a permanent 5xx, `failed` and the address is suppressed; when the whole
+   message went out and the server's answer never came, `failed` with "outcome unknown" (the
+   server may have it: at most once).
 
 A worker killed during a hand-off leaves its group `sending` with `delivery_started_at` set:
 the scheduler marks it failed with "outcome unknown" rather than send a second copy (at most
@@ -41,7 +43,12 @@ from okapp.config import Config
 from okapp.db import utcnow
 from okapp.emails.render import NothingToReview, RenderedEmail, render_message
 from okapp.emails.suppression import lookup_entries, suppress
-from okapp.emails.transport import PermanentDeliveryError, TransientDeliveryError, deliver
+from okapp.emails.transport import (
+    DeliveryOutcomeUnknown,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+    deliver,
+)
 from okapp.models import (
     EmailKind,
     EmailTemplate,
@@ -263,6 +270,11 @@ def _record_outcomes(session: Session, hand_offs: list[_HandOff], retries_left: 
                 error=f"temporary failure, will retry: {exc}"[:2000])
                 .execution_options(synchronize_session=False))
             outcomes[message.id] = "retry"
+        except DeliveryOutcomeUnknown as exc:
+            _finish(session, message, MessageState.FAILED, "failed",
+                    error=f"outcome unknown: {exc}; not sent again so the customer never gets "
+                          f"two copies"[:2000])
+            outcomes[message.id] = f"failed: {exc}"
         except PermanentDeliveryError as exc:
             _finish(session, message, MessageState.FAILED, "failed",
                     error=f"rejected by the mail server: {exc}"[:2000])

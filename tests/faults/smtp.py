@@ -14,7 +14,9 @@ from tests.smtp_sink import _free_port
 
 
 class FaultySmtp:
-    """Modes: `ok`; `421` / `451` (every recipient deferred); `timeout` (DATA hangs).
+    """Modes: `ok`; `421` / `451` (every recipient deferred); `timeout` (RCPT hangs: the server
+    never gets the message, so the sender may safely try again; a hang after the data is
+    tests/test_engine_tick's lost-answer case, which is never retried).
     `reject` holds addresses answered 550 whatever the mode."""
 
     def __init__(self, port: int = 0, hang_seconds: float = 30, keep: int | None = None):
@@ -42,6 +44,9 @@ class FaultySmtp:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         with self._lock:
             self.attempts += 1
+        if self.mode == "timeout":
+            await asyncio.sleep(self.hang_seconds)
+            return "451 4.4.2 Timed out"
         if self.mode == "421":
             return "421 4.7.0 Service not available, try again later"
         if self.mode == "451":
@@ -52,9 +57,6 @@ class FaultySmtp:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        if self.mode == "timeout":
-            await asyncio.sleep(self.hang_seconds)
-            return "451 4.4.2 Timed out"
         message = message_from_bytes(envelope.content, policy=policy.default)
         with self._lock:
             self.received.append((message["Message-ID"], envelope.rcpt_tos[0].lower()))
