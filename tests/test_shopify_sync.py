@@ -27,6 +27,18 @@ def _shop(client, simulator, session) -> Shop:
     return session.scalar(select(Shop).where(Shop.domain == "acme.myshopify.com"))
 
 
+def _shop_with_recent_orders(client, simulator, session, now, count):
+    """An installed shop with `count` orders placed 5, 6, ... hours before `now`."""
+    simulator.generate("acme", orders=0, products=3, now=now)
+    shop = _shop(client, simulator, session)
+    sim_shop = simulator.shop("acme")
+    with simulator.store.lock:
+        placed = [simulator.store.add_order(
+            sim_shop, created=now - timedelta(hours=5 + n), customer=None, country="US",
+            items=[(sim_shop.products[0], 1)], email=f"c{n}@example.com") for n in range(count)]
+    return shop, placed
+
+
 @pytest.mark.slow
 def test_a_5000_order_lookback_completes_under_the_throttle(client, simulator, session, runtime):
     # A bucket that refills slower than a page of orders costs (402 points, 2 s at 200 a second).
@@ -88,13 +100,7 @@ def test_lookback_failure_is_shown_on_the_sequence(client, simulator, session, r
 def test_reconciliation_catches_a_fulfillment_whose_webhook_never_came(client, simulator,
                                                                       session, runtime):
     now = datetime.now(UTC)
-    simulator.generate("acme", orders=0, products=3, now=now)
-    shop = _shop(client, simulator, session)
-    sim_shop = simulator.shop("acme")
-    with simulator.store.lock:
-        order = simulator.store.add_order(
-            sim_shop, created=now - timedelta(hours=5), customer=None, country="US",
-            items=[(sim_shop.products[0], 1)], email="late@example.com")
+    shop, [order] = _shop_with_recent_orders(client, simulator, session, now, 1)
     sync.import_orders(runtime, shop.id, "", now)
     simulator.fulfill("acme", order["id"], at=now - timedelta(hours=1))  # webhook lost
     gid = f"gid://shopify/Order/{order['id']}"
@@ -109,13 +115,7 @@ def test_reconciliation_catches_a_fulfillment_whose_webhook_never_came(client, s
 def test_each_reconciliation_reads_only_what_changed_since_the_last_one(client, simulator,
                                                                        session, runtime):
     now = datetime.now(UTC)
-    simulator.generate("acme", orders=0, products=3, now=now)
-    shop = _shop(client, simulator, session)
-    sim_shop = simulator.shop("acme")
-    with simulator.store.lock:
-        placed = [simulator.store.add_order(
-            sim_shop, created=now - timedelta(hours=5 + n), customer=None, country="US",
-            items=[(sim_shop.products[0], 1)], email=f"c{n}@example.com") for n in range(6)]
+    shop, placed = _shop_with_recent_orders(client, simulator, session, now, 6)
     assert sync.reconcile(runtime, shop.id, now) == 6  # no earlier run: the whole window
 
     simulator.fulfill("acme", placed[2]["id"], at=now + timedelta(minutes=10))  # webhook lost
